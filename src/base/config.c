@@ -1,0 +1,216 @@
+/* config.c — the table of every configuration key (config.h).
+ *
+ * Adding a key: one field in struct td_config and one row here; YAML, the
+ * environment, --help-config and docs/configuration.md all follow from it. */
+#include "base/config.h"
+#include "base/err.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <yaml.h>
+
+enum kind { K_STR, K_INT, K_I64, K_BOOL };
+
+struct key {
+  const char *path;    /* YAML path, dotted */
+  const char *env;     /* environment variable, NULL if none */
+  enum kind kind;
+  size_t off;
+  size_t size;         /* K_STR: buffer size */
+  const char *def;     /* default, as text */
+  const char *doc;
+};
+
+#define F(field) offsetof(struct td_config, field), sizeof(((struct td_config *)0)->field)
+
+static const struct key keys[] = {
+  {"server.data_dir", "TD_DATA_DIR", K_STR, F(data_dir), "./data", "data directory: database, queue log, keys"},
+  {"server.log_level", "TD_LOG_LEVEL", K_STR, F(log_level), "info", "debug, info, warn or error"},
+  {"server.io_threads", "TD_IO_THREADS", K_INT, F(io_threads), "0", "I/O loops (threads); 0 = one per core"},
+  {"actors.dispatcher_threads", "TD_ACTOR_THREADS", K_INT, F(actor_threads), "0", "actor dispatcher threads; 0 = one per core"},
+  {"actors.throughput", "ACTORS_SYSTEM_THROUGHPUT", K_INT, F(actor_throughput), "5", "messages an actor handles per turn"},
+  {"actors.mailbox_limit", "TD_ACTOR_MAILBOX_LIMIT", K_INT, F(actor_mailbox_limit), "10000", "bounded mailbox size of each actor"},
+  {"actors.device_idle_timeout_ms", "TD_DEVICE_ACTOR_IDLE_MS", K_I64, F(device_actor_idle_ms), "600000", "a device actor without messages for this long is stopped"},
+  {"http.bind_address", "HTTP_BIND_ADDRESS", K_STR, F(http_bind_address), "0.0.0.0", "address of the REST API, WebSocket API and HTTP device API"},
+  {"http.bind_port", "HTTP_BIND_PORT", K_INT, F(http_bind_port), "8080", "HTTP port; 0 disables HTTP"},
+  {"http.max_payload_size", "HTTP_MAX_PAYLOAD_SIZE", K_I64, F(http_max_body), "16777216", "largest REST request body (bytes); larger gets 413"},
+  {"transport.http.max_payload_size", "HTTP_DEVICE_MAX_PAYLOAD_SIZE", K_I64, F(http_device_max_body), "8388608", "largest HTTP device API request body (bytes); larger gets 413"},
+  {"transport.http.request_timeout", "HTTP_REQUEST_TIMEOUT", K_I64, F(http_request_timeout_ms), "60000", "default long-poll timeout of the HTTP device API (ms)"},
+  {"http.max_connections", "TD_HTTP_MAX_CONNECTIONS", K_INT, F(http_max_connections), "10000", "open HTTP connections per I/O loop; more are closed"},
+  {"transport.mqtt.bind_address", "MQTT_BIND_ADDRESS", K_STR, F(mqtt_bind_address), "0.0.0.0", "MQTT address"},
+  {"transport.mqtt.bind_port", "MQTT_BIND_PORT", K_INT, F(mqtt_bind_port), "1883", "MQTT port; 0 disables (transport not built yet)"},
+  {"transport.mqtt.ssl.bind_port", "MQTT_SSL_BIND_PORT", K_INT, F(mqtt_ssl_bind_port), "8883", "MQTT over TLS port; 0 disables (transport not built yet)"},
+  {"transport.coap.bind_port", "COAP_BIND_PORT", K_INT, F(coap_bind_port), "5683", "CoAP port; 0 disables (transport not built yet)"},
+  {"transport.coap.dtls.bind_port", "COAP_DTLS_BIND_PORT", K_INT, F(coap_dtls_bind_port), "5684", "CoAP over DTLS port; 0 disables (transport not built yet)"},
+  {"transport.lwm2m.bind_port", "LWM2M_BIND_PORT", K_INT, F(lwm2m_bind_port), "5685", "LwM2M port; 0 disables (transport not built yet)"},
+  {"transport.json.type_cast_enabled", "JSON_TYPE_CAST_ENABLED", K_BOOL, F(json_type_cast_enabled), "true", "numeric strings in device JSON become numbers"},
+  {"transport.json.max_string_value_length", "JSON_MAX_STRING_VALUE_LENGTH", K_INT, F(json_max_string_value_length), "0", "longest string value in device JSON; 0 = unlimited"},
+  {"security.jwt.token_expiration_time", "SECURITY_JWT_TOKEN_EXPIRATION_TIME", K_I64, F(jwt_token_expiration_s), "9000", "access token lifetime (s)"},
+  {"security.jwt.refresh_token_expiration_time", "SECURITY_JWT_REFRESH_TOKEN_EXPIRATION_TIME", K_I64, F(jwt_refresh_token_expiration_s), "604800", "refresh token lifetime (s)"},
+  {"security.jwt.token_issuer", "SECURITY_JWT_TOKEN_ISSUER", K_STR, F(jwt_issuer), "thingsboard.io", "iss claim of issued tokens"},
+  {"database.type", "DATABASE_TYPE", K_STR, F(database_type), "sqlite", "store backend: sqlite"},
+  {"database.sqlite.path", "SQLITE_PATH", K_STR, F(sqlite_path), "", "database file; empty = <data_dir>/thingsd.db"},
+  {"database.sqlite.cache_kb", "SQLITE_CACHE_KB", K_INT, F(sqlite_cache_kb), "65536", "SQLite page cache per connection (KiB)"},
+  {"database.pool_threads", "TD_DB_POOL_THREADS", K_INT, F(db_pool_threads), "2", "storage threads for request work (REST, device reads)"},
+  {"database.pool_queue_limit", "TD_DB_POOL_QUEUE_LIMIT", K_INT, F(db_pool_queue_limit), "10000", "queued storage jobs; past it requests get 503"},
+  {"database.writer.max_batch_rows", "TD_WRITER_MAX_BATCH_ROWS", K_INT, F(writer_max_batch_rows), "5000", "rows per telemetry commit (group commit)"},
+  {"database.writer.queue_limit", "TD_WRITER_QUEUE_LIMIT", K_INT, F(writer_queue_limit), "100000", "queued telemetry write requests"},
+  {"queue.type", "TB_QUEUE_TYPE", K_STR, F(queue_type), "log", "queue backend: log (embedded durable log)"},
+  {"queue.partitions", "TB_QUEUE_PARTITIONS", K_INT, F(queue_partitions), "12", "queue partitions (hash of the originator)"},
+  {"queue.max_inflight", "TD_QUEUE_MAX_INFLIGHT", K_INT, F(queue_max_inflight), "100000", "messages accepted but not yet processed; past it devices get back-pressure (HTTP 503)"},
+  {"queue.fsync", "TD_QUEUE_FSYNC", K_BOOL, F(queue_fsync), "true", "fdatasync the queue log before acknowledging (never turn off in production)"},
+};
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+static int set_value(struct td_config *c, const struct key *k, const char *v, char *err, size_t errlen) {
+  char *p = (char *)c + k->off;
+  char *end;
+  switch (k->kind) {
+  case K_STR:
+    if (strlen(v) >= k->size) {
+      snprintf(err, errlen, "%s: value too long (max %zu)", k->path, k->size - 1);
+      return TD_EINVAL;
+    }
+    memcpy(p, v, strlen(v) + 1);
+    return 0;
+  case K_INT:
+  case K_I64: {
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || end == v || *end || (k->kind == K_INT && (n < -2147483647LL || n > 2147483647LL))) {
+      snprintf(err, errlen, "%s: not an integer: \"%.64s\"", k->path, v);
+      return TD_EINVAL;
+    }
+    if (k->kind == K_INT) *(int *)p = (int)n; else *(int64_t *)p = (int64_t)n;
+    return 0;
+  }
+  case K_BOOL:
+    if (!strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "yes")) *(bool *)p = true;
+    else if (!strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "no")) *(bool *)p = false;
+    else {
+      snprintf(err, errlen, "%s: not a boolean: \"%.64s\"", k->path, v);
+      return TD_EINVAL;
+    }
+    return 0;
+  }
+  return TD_EINVAL;
+}
+
+void td_config_defaults(struct td_config *c) {
+  char err[128];
+  memset(c, 0, sizeof *c);
+  for (size_t i = 0; i < NKEYS; i++) set_value(c, &keys[i], keys[i].def, err, sizeof err);
+}
+
+int td_config_set(struct td_config *c, const char *key, const char *value, char *err, size_t errlen) {
+  for (size_t i = 0; i < NKEYS; i++)
+    if (!strcmp(keys[i].path, key)) return set_value(c, &keys[i], value, err, errlen);
+  snprintf(err, errlen, "unknown configuration key \"%.128s\"", key);
+  return TD_EINVAL;
+}
+
+int td_config_load_env(struct td_config *c, char *err, size_t errlen) {
+  for (size_t i = 0; i < NKEYS; i++) {
+    if (!keys[i].env) continue;
+    const char *v = getenv(keys[i].env);
+    if (!v) continue;
+    int rc = set_value(c, &keys[i], v, err, errlen);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/* YAML: nested mappings of scalars; the dotted path of each scalar is a key.
+ * A value may also be written as a dotted key at any level ("jwt.token_issuer: x"). */
+int td_config_load_yaml(struct td_config *c, const char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    snprintf(err, errlen, "cannot open config file %.512s: %s", path, strerror(errno));
+    return TD_EIO;
+  }
+  yaml_parser_t parser;
+  yaml_parser_initialize(&parser);
+  yaml_parser_set_input_file(&parser, f);
+  char stack[16][128];
+  int depth = 0;              /* number of open mappings */
+  int expect_key[17] = {0};   /* per level: next scalar is a key */
+  int rc = 0, done = 0;
+  while (!done && !rc) {
+    yaml_event_t ev;
+    if (!yaml_parser_parse(&parser, &ev)) {
+      snprintf(err, errlen, "%.512s:%zu: %s", path, parser.problem_mark.line + 1,
+               parser.problem ? parser.problem : "YAML error");
+      rc = TD_EINVAL;
+      break;
+    }
+    switch (ev.type) {
+    case YAML_MAPPING_START_EVENT:
+      if (depth >= 15) { snprintf(err, errlen, "%.512s: nesting too deep", path); rc = TD_EINVAL; break; }
+      depth++;
+      expect_key[depth] = 1;
+      break;
+    case YAML_MAPPING_END_EVENT:
+      depth--;
+      if (depth > 0) expect_key[depth] = 1;
+      break;
+    case YAML_SCALAR_EVENT: {
+      const char *v = (const char *)ev.data.scalar.value;
+      if (depth <= 0) break;
+      if (expect_key[depth]) {
+        snprintf(stack[depth], sizeof stack[depth], "%s", v);
+        expect_key[depth] = 0;
+      } else {
+        char key[1024] = "";
+        for (int i = 1; i <= depth; i++) {
+          if (i > 1) strncat(key, ".", sizeof key - strlen(key) - 1);
+          strncat(key, stack[i], sizeof key - strlen(key) - 1);
+        }
+        rc = td_config_set(c, key, v, err, errlen);
+        expect_key[depth] = 1;
+      }
+      break;
+    }
+    case YAML_SEQUENCE_START_EVENT:
+      snprintf(err, errlen, "%.512s:%zu: lists are not used in thingsd.yml", path, ev.start_mark.line + 1);
+      rc = TD_EINVAL;
+      break;
+    case YAML_STREAM_END_EVENT:
+      done = 1;
+      break;
+    default:
+      break;
+    }
+    yaml_event_delete(&ev);
+  }
+  yaml_parser_delete(&parser);
+  fclose(f);
+  return rc;
+}
+
+void td_config_print(FILE *f, const struct td_config *c) {
+  fprintf(f, "# thingsd.yml — every key with its default. Environment variables override the file.\n");
+  const char *section = "";
+  size_t section_len = 0;
+  for (size_t i = 0; i < NKEYS; i++) {
+    const struct key *k = &keys[i];
+    size_t slen = (size_t)(strchr(k->path, '.') - k->path);
+    if (section_len != slen || strncmp(section, k->path, slen)) {
+      fprintf(f, "\n# --- %.*s ---\n", (int)slen, k->path);
+      section = k->path;
+      section_len = slen;
+    }
+    const char *p = (const char *)c + k->off;
+    char val[1100];
+    switch (k->kind) {
+    case K_STR: snprintf(val, sizeof val, "\"%s\"", p); break;
+    case K_INT: snprintf(val, sizeof val, "%d", *(const int *)p); break;
+    case K_I64: snprintf(val, sizeof val, "%" PRId64, *(const int64_t *)p); break;
+    case K_BOOL: snprintf(val, sizeof val, "%s", *(const bool *)p ? "true" : "false"); break;
+    }
+    fprintf(f, "# %s%s%s\n%s: %s\n", k->doc, k->env ? " — env " : "", k->env ? k->env : "", k->path, val);
+  }
+}

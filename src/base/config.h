@@ -1,0 +1,72 @@
+/* config.h — thingsd's configuration: thingsd.yml plus environment overrides.
+ *
+ * Every key is declared once, in the table in config.c, with its YAML path,
+ * its environment variable (ThingsBoard's name where one exists), its default
+ * and a one-line description; `thingsd --help-config` prints the table and
+ * docs/configuration.md is generated from it. Precedence: default < YAML <
+ * environment < command line. A port set to 0 disables that listener. */
+#ifndef TD_BASE_CONFIG_H
+#define TD_BASE_CONFIG_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct td_config {
+  /* server */
+  char data_dir[1024];
+  char log_level[16];
+  int io_threads;                 /* 0 = one per core */
+  /* actors */
+  int actor_threads;              /* 0 = one per core */
+  int actor_throughput;
+  int actor_mailbox_limit;
+  int64_t device_actor_idle_ms;
+  /* HTTP (REST API, WebSocket, HTTP device API) */
+  char http_bind_address[64];
+  int http_bind_port;
+  int64_t http_max_body;          /* REST API request body limit */
+  int64_t http_device_max_body;   /* /api/v1 device API request body limit */
+  int64_t http_request_timeout_ms;
+  int http_max_connections;
+  /* other transports (ports reserved for later transports) */
+  char mqtt_bind_address[64];
+  int mqtt_bind_port;
+  int mqtt_ssl_bind_port;
+  int coap_bind_port;
+  int coap_dtls_bind_port;
+  int lwm2m_bind_port;
+  /* JSON typing */
+  bool json_type_cast_enabled;
+  int json_max_string_value_length;
+  /* security */
+  int64_t jwt_token_expiration_s;
+  int64_t jwt_refresh_token_expiration_s;
+  char jwt_issuer[128];
+  /* database */
+  char database_type[16];         /* sqlite */
+  char sqlite_path[1024];         /* "" = <data_dir>/thingsd.db */
+  int sqlite_cache_kb;
+  int db_pool_threads;
+  int db_pool_queue_limit;
+  int writer_max_batch_rows;
+  int writer_queue_limit;
+  /* queue */
+  char queue_type[16];            /* log */
+  int queue_partitions;
+  int queue_max_inflight;
+  bool queue_fsync;
+};
+
+/* td_config_defaults: fill every field with its default. */
+void td_config_defaults(struct td_config *c);
+/* td_config_load_yaml: apply a YAML file; unknown keys are an error (named in
+ * *err, a static or malloc'd message printed by the caller). */
+int td_config_load_yaml(struct td_config *c, const char *path, char *err, size_t errlen);
+/* td_config_load_env: apply environment overrides. */
+int td_config_load_env(struct td_config *c, char *err, size_t errlen);
+/* td_config_set: set one key by its YAML path ("http.bind_port") from text. */
+int td_config_set(struct td_config *c, const char *key, const char *value, char *err, size_t errlen);
+/* td_config_print: the documented table (key, env, default, description) as YAML comments + values. */
+void td_config_print(FILE *f, const struct td_config *c);
+#endif

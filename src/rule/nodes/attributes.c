@@ -1,0 +1,150 @@
+/* attributes.c — "save attributes"
+ * (org.thingsboard.rule.engine.telemetry.TbMsgAttributesNode).
+ *
+ * Accepts POST_ATTRIBUTES_REQUEST only. Scope from the configuration
+ * (default CLIENT_SCOPE), overridden by metadata "scope"; last update ts =
+ * now. The data is a flat key/value JSON object typed with type casting on.
+ * The write goes to the batched writer: Success after the commit, Failure on
+ * error. notifyDevice (bool or the string "true"/"false", as 3.x exports
+ * have it), sendAttributesUpdatedNotification and
+ * updateAttributesOnlyOnValueChange are accepted; notifications need device
+ * sessions and come with them. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "base/arena.h"
+#include "base/err.h"
+#include "base/time.h"
+#include "core/ctx.h"
+#include "core/payload.h"
+#include "store/writer.h"
+#include "rule/rule_node.h"
+
+struct cfg {
+  int scope;
+  bool notify_device;
+};
+
+struct job {
+  struct td_write_req req;
+  struct td_rule_async *h;
+  struct td_arena arena;
+};
+
+static int scope_parse(const char *s) {
+  if (!s) return 0;
+  if (strcmp(s, "CLIENT_SCOPE") == 0) return TD_SCOPE_CLIENT;
+  if (strcmp(s, "SERVER_SCOPE") == 0) return TD_SCOPE_SERVER;
+  if (strcmp(s, "SHARED_SCOPE") == 0) return TD_SCOPE_SHARED;
+  return 0;
+}
+
+/* flag: a JSON bool or the strings "true"/"false"; absent/null = dflt. */
+static int flag(json_t *v, bool dflt, bool *out) {
+  if (!v || json_is_null(v)) *out = dflt;
+  else if (json_is_boolean(v)) *out = json_is_true(v);
+  else if (json_is_string(v) && strcmp(json_string_value(v), "true") == 0) *out = true;
+  else if (json_is_string(v) && strcmp(json_string_value(v), "false") == 0) *out = false;
+  else return TD_EINVAL;
+  return 0;
+}
+
+static int init(json_t *c, void **state, char *err, size_t errlen) {
+  struct cfg *cf = calloc(1, sizeof *cf);
+  if (!cf) return TD_ENOMEM;
+  cf->scope = TD_SCOPE_CLIENT;
+  json_t *sc = json_object_get(c, "scope");
+  if (sc && !json_is_null(sc) && !(cf->scope = scope_parse(json_string_value(sc)))) {
+    free(cf);
+    snprintf(err, errlen, "scope must be CLIENT_SCOPE, SERVER_SCOPE or SHARED_SCOPE");
+    return TD_EINVAL;
+  }
+  bool ignored;
+  if (flag(json_object_get(c, "notifyDevice"), false, &cf->notify_device) ||
+      flag(json_object_get(c, "sendAttributesUpdatedNotification"), false, &ignored) ||
+      flag(json_object_get(c, "updateAttributesOnlyOnValueChange"), false, &ignored)) {
+    free(cf);
+    snprintf(err, errlen, "notifyDevice/sendAttributesUpdatedNotification/updateAttributesOnlyOnValueChange must be true or false");
+    return TD_EINVAL;
+  }
+  *state = cf;
+  return 0;
+}
+
+/* Writer thread. */
+static void done(struct td_write_req *r, int status) {
+  struct job *j = td_container_of(r, struct job, req);
+  if (status == 0) td_rule_async_success(j->h);
+  else td_rule_async_failure(j->h, td_strerror(status));
+  td_arena_deinit(&j->arena);
+  free(j);
+}
+
+static void on_msg(struct td_rule_ctx *ctx, struct td_msg *msg) {
+  struct cfg *cf = ctx->state;
+  if (strcmp(msg->type, TD_MSG_POST_ATTRIBUTES) != 0) {
+    char reason[128];
+    snprintf(reason, sizeof reason, "Unsupported msg type: %.80s", msg->type);
+    td_rule_tell_failure(ctx, msg, reason);
+    return;
+  }
+  int scope = cf->scope;
+  const char *ms = td_msg_md_get(msg, "scope");
+  if (ms && *ms) {
+    if (!(scope = scope_parse(ms))) {
+      td_rule_tell_failure(ctx, msg, "unknown attribute scope in metadata");
+      return;
+    }
+  }
+  struct td_writer *w = ctx->td_ctx ? ctx->td_ctx->writer : NULL;
+  if (!w) {
+    td_rule_tell_failure(ctx, msg, "no attribute writer");
+    return;
+  }
+  struct job *j = calloc(1, sizeof *j);
+  if (!j) {
+    td_rule_tell_failure(ctx, msg, td_strerror(TD_ENOMEM));
+    return;
+  }
+  td_arena_init(&j->arena, 0);
+  struct td_payload_opts o = {.type_cast = true, .max_string_len = 0, .max_depth = 32};
+  struct td_kv *kvs = NULL;
+  size_t n = 0;
+  char err[128] = "";
+  int rc = td_payload_attributes(msg->data, msg->data_len, &o, &j->arena, &kvs, &n, err, sizeof err);
+  if (rc || n == 0) {
+    if (rc) td_rule_tell_failure(ctx, msg, err[0] ? err : td_strerror(rc));
+    else td_rule_tell_success(ctx, msg); /* nothing to save */
+    td_arena_deinit(&j->arena);
+    free(j);
+    return;
+  }
+  j->req.kind = TD_WRITE_ATTRS;
+  j->req.entity = msg->originator;
+  j->req.scope = scope;
+  j->req.ts = td_now_ms();
+  j->req.kvs = kvs;
+  j->req.n = n;
+  j->req.done = done;
+  j->h = td_rule_async_begin(ctx, msg);
+  if (!j->h) {
+    td_rule_tell_failure(ctx, msg, td_strerror(TD_ENOMEM));
+    td_arena_deinit(&j->arena);
+    free(j);
+    return;
+  }
+  rc = td_writer_submit(w, &j->req);
+  if (rc) { /* done will not run */
+    td_rule_async_failure(j->h, td_strerror(rc));
+    td_arena_deinit(&j->arena);
+    free(j);
+  }
+}
+
+const struct td_rule_node_type td_rule_node_attributes = {
+    .clazz = "org.thingsboard.rule.engine.telemetry.TbMsgAttributesNode",
+    .init = init,
+    .on_msg = on_msg,
+    .destroy = free,
+};

@@ -1,0 +1,108 @@
+/* rule_int.h — private to src/rule: the processing context of a queue
+ * message, the actor messages exchanged on the message path, the id map used
+ * by the App and Tenant actors, and the chain builder. */
+#ifndef TD_RULE_RULE_INT_H
+#define TD_RULE_RULE_INT_H
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "actor/actor.h"
+#include "base/uuid.h"
+#include "msg/msg.h"
+#include "rule/engine.h"
+#include "rule/rule_node.h"
+
+/* Actor message kinds used across src/rule. */
+enum {
+  TD_RK_MSG = 1,          /* struct td_rule_rmsg: a TbMsg with one open branch */
+  TD_RK_ASYNC_DONE,       /* struct td_rule_async (node actor) */
+  TD_RK_CHAIN_LOADED,     /* tenant actor: a load finished */
+  TD_RK_CHAIN_CHANGED,    /* app -> tenant: reload the root chain */
+  TD_RK_RETRY_LOAD,       /* tenant: the dbpool was full, try again */
+  TD_RK_IDLE_CHECK,       /* device actor -> itself */
+  TD_RK_DEVICE_IDLE,      /* device actor -> tenant actor */
+};
+
+/* The processing context of one queue message: the number of open branches.
+ * When the last branch ends the token is acked (failed or not: the Main
+ * queue's strategy is SKIP_ALL_FAILURES). Holds a reference to the engine. */
+struct td_rule_pctx {
+  atomic_int branches;
+  atomic_int failed;
+  uint64_t token;
+  struct td_rule_engine *re;
+};
+/* td_rule_pctx_branch: open one more branch. */
+void td_rule_pctx_branch(struct td_rule_pctx *pc);
+/* td_rule_pctx_end: one branch ended; the last one acks and frees. */
+void td_rule_pctx_end(struct td_rule_pctx *pc);
+static inline void td_rule_pctx_fail(struct td_rule_pctx *pc) { atomic_store(&pc->failed, 1); }
+
+/* A TbMsg travelling between actors with one open branch of pc. Freed
+ * without being handled (mailbox of a stopped actor), the branch ends as
+ * failed and a line is logged. */
+struct td_rule_rmsg {
+  struct td_actor_msg hdr;       /* kind TD_RK_MSG */
+  struct td_msg *msg;            /* one reference */
+  struct td_rule_pctx *pc;       /* the open branch; NULL once taken over */
+  struct td_actor *chain;        /* tenant -> device: the chain to forward to (a reference) */
+  struct td_rule_rmsg *pend_next;/* tenant's pending list */
+};
+/* td_rule_rmsg_new: takes a new msg reference; the branch is the caller's
+ * (already opened). NULL on ENOMEM (the caller still owns its branch). */
+struct td_rule_rmsg *td_rule_rmsg_new(struct td_msg *msg, struct td_rule_pctx *pc);
+/* td_rule_rmsg_drop: end the branch as failed (log `why`) and free. */
+void td_rule_rmsg_drop(struct td_rule_rmsg *rm, const char *why);
+
+/* Engine internals used by the actors. */
+/* td_rule_engine_ref_/unref_: actor states and processing contexts hold one. */
+void td_rule_engine_ref_(struct td_rule_engine *re);
+void td_rule_engine_unref_(struct td_rule_engine *re);
+/* td_rule_engine_loader_: the test loader, or NULL (then a dbjob loads). */
+td_rule_chain_loader_fn td_rule_engine_loader_(struct td_rule_engine *re, void **arg);
+struct td_ctx *td_rule_engine_ctx(struct td_rule_engine *re);
+size_t td_rule_engine_mailbox_limit(struct td_rule_engine *re);
+int64_t td_rule_engine_device_idle_ms(struct td_rule_engine *re);
+
+/* td_rule_chain_spawn: build a Rule chain actor and its Rule node actors from
+ * RuleChainMetaData. *out gets one reference; stopping it (td_actor_stop)
+ * stops the node actors. On a bad chain returns TD_EINVAL with err set. Call
+ * from an actor (the tenant's). */
+int td_rule_chain_spawn(struct td_actor_system *sys, struct td_ctx *ctx, json_t *metadata, const char *chain_name,
+                        size_t mailbox_limit, struct td_actor **out, char *err, size_t errlen);
+
+/* td_rule_tenant_spawn: a Tenant actor; it starts loading the root chain at
+ * once. *out gets one reference. */
+int td_rule_tenant_spawn(struct td_rule_engine *re, const struct td_uuid *tenant_id, struct td_actor **out);
+
+/* td_rule_device_spawn: a Device actor for device_id reporting idleness to
+ * tenant (a reference is kept). *out gets one reference. */
+int td_rule_device_spawn(struct td_rule_engine *re, struct td_actor *tenant, const struct td_uuid *device_id,
+                         struct td_actor **out);
+
+/* Device -> tenant: "I have been idle; I handled `received` messages". */
+struct td_rule_idle_msg {
+  struct td_actor_msg hdr;       /* kind TD_RK_DEVICE_IDLE */
+  struct td_uuid device_id;
+  struct td_actor *device;       /* identity only (no reference) */
+  uint64_t received;
+};
+
+/* A uuid -> pointer hash map (one actor's state: no lock). */
+struct td_idmap_entry;
+struct td_idmap {
+  struct td_idmap_entry **b;
+  size_t nb, n;
+};
+void td_idmap_init(struct td_idmap *m);
+/* td_idmap_deinit: frees the table (not the values). */
+void td_idmap_deinit(struct td_idmap *m);
+void *td_idmap_get(struct td_idmap *m, const struct td_uuid *k);
+/* td_idmap_put: insert or replace; 0 or TD_ENOMEM. */
+int td_idmap_put(struct td_idmap *m, const struct td_uuid *k, void *v);
+/* td_idmap_del: remove; returns the value or NULL. */
+void *td_idmap_del(struct td_idmap *m, const struct td_uuid *k);
+/* td_idmap_each: call fn for every value (do not modify the map inside). */
+void td_idmap_each(struct td_idmap *m, void (*fn)(void *v, void *arg), void *arg);
+#endif

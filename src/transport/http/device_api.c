@@ -1,0 +1,321 @@
+/* device_api.c — ThingsBoard's HTTP device API (reference §1.2) as routes on
+ * the HTTP server: telemetry and attribute uploads, and attribute reads.
+ *
+ * Every request: authenticate the token (credentials cache, else a storage
+ * job), then either parse the payload into TbMsgs and hand them to the
+ * durable queue (200 only once they are durable), or read attributes on a
+ * storage thread. All callbacks arrive on the request's loop; the per-request
+ * state lives in the request's arena and so ends with the answer. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "base/log.h"
+#include "base/time.h"
+#include "core/payload.h"
+#include "store/store.h"
+#include "transport/http/http.h"
+#include "transport/transport.h"
+
+enum op { OP_TELEMETRY, OP_ATTR_POST, OP_ATTR_GET };
+
+struct devreq {
+  struct td_http_req *r;
+  struct td_ctx *ctx;
+  enum op op;
+  struct td_auth_req auth;
+  struct td_uplink_req up;
+  struct td_dbjob job;
+  struct td_device_ref *dev;
+  /* attribute reads */
+  const char **ckeys, **skeys;
+  size_t nck, nsk;
+  bool want_client, want_shared;
+  struct td_attr *cattr, *sattr;
+  size_t ncattr, nsattr;
+};
+
+static void answer_err(struct devreq *d, int err) {
+  struct td_http_req *r = d->r;
+  if (d->dev) td_device_ref_put(d->dev);
+  d->dev = NULL;
+  if (err == TD_EAUTH) {
+    td_http_respond(r, 401, NULL, NULL, 0);
+    return;
+  }
+  int code;
+  int st = td_http_status_of(err, &code);
+  td_http_respond_error(r, st, code, st == 503 ? "Server is busy, try again later" : td_strerror(err));
+}
+
+static void answer_ok(struct devreq *d) {
+  if (d->dev) td_device_ref_put(d->dev);
+  d->dev = NULL;
+  td_http_respond(d->r, 200, NULL, NULL, 0);
+}
+
+static struct td_payload_opts opts_of(const struct td_ctx *ctx) {
+  struct td_payload_opts o = {.type_cast = true, .max_string_len = 0, .max_depth = 32};
+  if (ctx->cfg) {
+    o.type_cast = ctx->cfg->json_type_cast_enabled;
+    o.max_string_len = ctx->cfg->json_max_string_value_length;
+  }
+  return o;
+}
+
+static void on_uplink(struct td_uplink_req *u) {
+  struct devreq *d = td_container_of(u, struct devreq, up);
+  if (u->status == 0) answer_ok(d);
+  else answer_err(d, u->status);
+}
+
+/* produce: hand msgs to the queue; consumes the caller's references. */
+static void produce(struct devreq *d, struct td_msg **msgs, size_t n) {
+  d->up.loop = d->r->loop;
+  d->up.done = on_uplink;
+  int rc = n ? td_transport_uplink(d->ctx->transport, msgs, n, &d->up) : 0;
+  for (size_t i = 0; i < n; i++) td_msg_unref(msgs[i]);
+  if (rc) answer_err(d, rc);
+  else if (n == 0) answer_ok(d);
+}
+
+static void bad_payload(struct devreq *d, int rc, const char *err) {
+  td_log_limited(5, TD_LOG_INFO, "http", "action=\"device %s\" status=400 reason=\"%s\"",
+                 d->op == OP_TELEMETRY ? "telemetry" : "attributes", err);
+  if (d->dev) td_device_ref_put(d->dev);
+  d->dev = NULL;
+  if (rc == TD_ENOMEM) {
+    td_http_respond_error(d->r, 413, TD_TB_BAD_REQUEST_PARAMS, "Payload Too Large");
+    return;
+  }
+  char msg[300];
+  snprintf(msg, sizeof msg, "Invalid JSON: %s", err[0] ? err : "malformed");
+  td_http_respond_error(d->r, 400, TD_TB_BAD_REQUEST_PARAMS, msg);
+}
+
+static void do_telemetry(struct devreq *d) {
+  struct td_http_req *r = d->r;
+  struct td_payload_opts o = opts_of(d->ctx);
+  struct td_ts_group *g;
+  size_t ng;
+  char err[256];
+  int rc = td_payload_telemetry(r->body, r->body_len, &o, &r->arena, &g, &ng, err, sizeof err);
+  if (rc) {
+    bad_payload(d, rc, err);
+    return;
+  }
+  struct td_msg **msgs = ng ? td_arena_alloc(&r->arena, ng * sizeof *msgs) : NULL;
+  if (ng && !msgs) {
+    answer_err(d, TD_ENOMEM);
+    return;
+  }
+  int64_t now = td_now_ms();
+  size_t n = 0;
+  struct td_buf b;
+  td_buf_init(&b, 0);
+  for (size_t i = 0; i < ng; i++) {
+    if (g[i].n == 0) continue;
+    char tsb[32];
+    snprintf(tsb, sizeof tsb, "%" PRId64, g[i].has_ts ? g[i].ts : now);
+    struct td_msg_md md = {"ts", tsb};
+    td_buf_reset(&b);
+    if (td_payload_kvs_json(g[i].kvs, g[i].n, &b) ||
+        !(msgs[n] = td_transport_device_msg(d->dev, TD_MSG_POST_TELEMETRY, &md, 1, b.data, b.len))) {
+      for (size_t k = 0; k < n; k++) td_msg_unref(msgs[k]);
+      td_buf_deinit(&b);
+      answer_err(d, TD_ENOMEM);
+      return;
+    }
+    n++;
+  }
+  td_buf_deinit(&b);
+  produce(d, msgs, n);
+}
+
+static void do_attr_post(struct devreq *d) {
+  struct td_http_req *r = d->r;
+  struct td_payload_opts o = opts_of(d->ctx);
+  struct td_kv *kvs;
+  size_t n;
+  char err[256];
+  int rc = td_payload_attributes(r->body, r->body_len, &o, &r->arena, &kvs, &n, err, sizeof err);
+  if (rc) {
+    bad_payload(d, rc, err);
+    return;
+  }
+  struct td_buf b;
+  td_buf_init(&b, 0);
+  struct td_msg_md md = {"notifyDevice", "false"};
+  struct td_msg *m = NULL;
+  if (!td_payload_kvs_json(kvs, n, &b))
+    m = td_transport_device_msg(d->dev, TD_MSG_POST_ATTRIBUTES, &md, 1, b.data, b.len);
+  td_buf_deinit(&b);
+  if (!m) {
+    answer_err(d, TD_ENOMEM);
+    return;
+  }
+  produce(d, &m, 1);
+}
+
+/* ---- attribute reads ---- */
+
+static void attr_run(struct td_dbjob *j, struct td_store *st) {
+  struct devreq *d = td_container_of(j, struct devreq, job);
+  struct td_entity_id e = {.type = TD_ENTITY_DEVICE, .id = d->dev->info.device_id};
+  int rc = 0;
+  /* the arena is ours alone while the request waits for this job */
+  if (d->want_client)
+    rc = td_store_attributes_get(st, &e, TD_SCOPE_CLIENT, d->ckeys, d->nck, &d->r->arena, &d->cattr, &d->ncattr);
+  if (!rc && d->want_shared)
+    rc = td_store_attributes_get(st, &e, TD_SCOPE_SHARED, d->skeys, d->nsk, &d->r->arena, &d->sattr, &d->nsattr);
+  j->status = rc;
+}
+
+static int scope_json(struct td_buf *b, const char *name, const struct td_attr *a, size_t n, bool *first) {
+  if (n == 0) return 0; /* ThingsBoard omits an empty scope */
+  int rc = td_buf_printf(b, "%s\"%s\":{", *first ? "" : ",", name);
+  *first = false;
+  for (size_t i = 0; i < n && !rc; i++) {
+    if (i) rc = td_buf_puts(b, ",");
+    if (!rc) rc = td_buf_json_str(b, a[i].kv.key);
+    if (!rc) rc = td_buf_puts(b, ":");
+    if (!rc) rc = td_kv_append_json_value(b, &a[i].kv);
+  }
+  if (!rc) rc = td_buf_puts(b, "}");
+  return rc;
+}
+
+static void attr_done(struct td_dbjob *j) {
+  struct devreq *d = td_container_of(j, struct devreq, job);
+  if (j->status) {
+    answer_err(d, j->status == TD_EFULL ? TD_EFULL : TD_EIO);
+    return;
+  }
+  struct td_buf b;
+  td_buf_init(&b, 0);
+  bool first = true;
+  int rc = td_buf_puts(&b, "{");
+  if (!rc) rc = scope_json(&b, "client", d->cattr, d->ncattr, &first);
+  if (!rc) rc = scope_json(&b, "shared", d->sattr, d->nsattr, &first);
+  if (!rc) rc = td_buf_puts(&b, "}");
+  if (rc) {
+    td_buf_deinit(&b);
+    answer_err(d, TD_ENOMEM);
+    return;
+  }
+  td_device_ref_put(d->dev);
+  d->dev = NULL;
+  size_t len = b.len;
+  td_http_respond_json_take(d->r, 200, td_buf_take(&b), len);
+}
+
+/* split_keys: "a, b,c" -> trimmed non-empty keys in the arena. */
+static int split_keys(struct td_arena *a, const char *s, const char ***out, size_t *n) {
+  size_t cap = 1;
+  for (const char *p = s; *p; p++) cap += *p == ',';
+  const char **k = td_arena_alloc(a, cap * sizeof *k);
+  if (!k) return TD_ENOMEM;
+  *n = 0;
+  while (*s) {
+    const char *e = strchr(s, ',');
+    size_t len = e ? (size_t)(e - s) : strlen(s);
+    const char *b = s;
+    size_t l = len;
+    while (l && (*b == ' ' || *b == '\t')) { b++; l--; }
+    while (l && (b[l - 1] == ' ' || b[l - 1] == '\t')) l--;
+    if (l) {
+      k[*n] = td_arena_strndup(a, b, l);
+      if (!k[*n]) return TD_ENOMEM;
+      (*n)++;
+    }
+    s += len;
+    if (*s == ',') s++;
+  }
+  *out = k;
+  return 0;
+}
+
+static void do_attr_get(struct devreq *d) {
+  struct td_http_req *r = d->r;
+  const char *ck = td_http_query_get(r, "clientKeys");
+  const char *sk = td_http_query_get(r, "sharedKeys");
+  bool has_c = ck && *ck, has_s = sk && *sk;
+  if (!has_c && !has_s) {
+    d->want_client = d->want_shared = true; /* all client and shared attributes */
+  } else {
+    if (has_c && split_keys(&r->arena, ck, &d->ckeys, &d->nck)) goto nomem;
+    if (has_s && split_keys(&r->arena, sk, &d->skeys, &d->nsk)) goto nomem;
+    d->want_client = has_c && d->nck > 0;
+    d->want_shared = has_s && d->nsk > 0;
+  }
+  memset(&d->job, 0, sizeof d->job);
+  d->job.run = attr_run;
+  d->job.done = attr_done;
+  d->job.reply_loop = r->loop;
+  int rc = d->ctx->db ? td_dbpool_submit(d->ctx->db, &d->job) : TD_ECLOSED;
+  if (rc) answer_err(d, rc == TD_EFULL ? TD_EFULL : TD_EIO);
+  return;
+nomem:
+  answer_err(d, TD_ENOMEM);
+}
+
+/* ---- entry ---- */
+
+static void on_auth(struct td_auth_req *a) {
+  struct devreq *d = td_container_of(a, struct devreq, auth);
+  if (a->status) {
+    answer_err(d, a->status);
+    return;
+  }
+  d->dev = a->device;
+  if (strcmp(d->dev->info.credentials_type, "ACCESS_TOKEN") != 0) {
+    answer_err(d, TD_EAUTH); /* the HTTP API takes access tokens only */
+    return;
+  }
+  switch (d->op) {
+  case OP_TELEMETRY: do_telemetry(d); break;
+  case OP_ATTR_POST: do_attr_post(d); break;
+  case OP_ATTR_GET: do_attr_get(d); break;
+  }
+}
+
+static void start(struct td_http_req *r, enum op op) {
+  struct td_ctx *ctx = r->route_data;
+  const char *token = td_http_param(r, "token");
+  struct devreq *d = td_arena_alloc(&r->arena, sizeof *d);
+  if (!d) {
+    td_http_respond_error(r, 503, TD_TB_GENERAL, "Server is busy, try again later");
+    return;
+  }
+  memset(d, 0, sizeof *d);
+  d->r = r;
+  d->ctx = ctx;
+  d->op = op;
+  r->user = d;
+  if (!token || !*token || strlen(token) >= sizeof d->auth.credentials_id) {
+    td_http_respond(r, 401, NULL, NULL, 0);
+    return;
+  }
+  if (op != OP_ATTR_GET && r->body_len == 0) {
+    td_http_respond_error(r, 400, TD_TB_BAD_REQUEST_PARAMS, "Required request body is missing");
+    return;
+  }
+  strcpy(d->auth.credentials_id, token);
+  d->auth.loop = r->loop;
+  d->auth.done = on_auth;
+  td_transport_auth(ctx->transport, &d->auth);
+}
+
+static void h_telemetry(struct td_http_req *r) { start(r, OP_TELEMETRY); }
+static void h_attr_post(struct td_http_req *r) { start(r, OP_ATTR_POST); }
+static void h_attr_get(struct td_http_req *r) { start(r, OP_ATTR_GET); }
+
+int td_http_device_api_register(struct td_http_router *rt, struct td_ctx *ctx) {
+  size_t max = ctx->cfg && ctx->cfg->http_device_max_body > 0 ? (size_t)ctx->cfg->http_device_max_body : 0;
+  int rc = td_http_route(rt, TD_HTTP_POST, "/api/v1/{token}/telemetry", h_telemetry, ctx, max);
+  if (!rc) rc = td_http_route(rt, TD_HTTP_POST, "/api/v1/{token}/attributes", h_attr_post, ctx, max);
+  if (!rc) rc = td_http_route(rt, TD_HTTP_GET, "/api/v1/{token}/attributes", h_attr_get, ctx, max);
+  return rc;
+}
