@@ -164,15 +164,18 @@ static void stop(struct server *s) {
   struct td_ctx *ctx = &s->ctx;
   if (s->http) td_http_server_stop_accepting(s->http);
   if (ctx->rules) td_rule_engine_stop(ctx->rules);
-  if (ctx->writer) td_writer_free(ctx->writer);
-  ctx->writer = NULL;
+  if (ctx->writer) td_writer_close(ctx->writer);
   if (ctx->rules) td_rule_engine_detach(ctx->rules);
   if (ctx->queue) td_queue_close(ctx->queue);
   ctx->queue = NULL;
+  /* Storage jobs still queued finish and post their answers to the loops,
+   * which are still running; requests arriving later get TD_ECLOSED (503). */
+  if (ctx->db) td_dbpool_close(ctx->db);
   for (int i = 0; i < s->nloops; i++)
     if (s->loops[i].running) td_loop_stop(&s->loops[i]);
   if (ctx->rules) td_rule_engine_free(ctx->rules);
   if (ctx->actors) td_actor_system_free(ctx->actors);
+  if (ctx->writer) td_writer_free(ctx->writer);
   if (ctx->db) td_dbpool_free(ctx->db);
   if (s->http) td_http_server_free(s->http);
   if (s->router) td_http_router_free(s->router);

@@ -123,16 +123,25 @@ int td_dbpool_submit(struct td_dbpool *p, struct td_dbjob *j) {
 }
 
 /* td_dbpool_free: see dbpool.h. Call from a thread that is not a pool thread. */
-void td_dbpool_free(struct td_dbpool *p) {
+void td_dbpool_close(struct td_dbpool *p) {
   if (!p) return;
   pthread_mutex_lock(&p->mu);
+  bool was_closing = p->closing;
   p->closing = true;
   pthread_cond_broadcast(&p->cv);
   pthread_mutex_unlock(&p->mu);
+  if (was_closing) return;
   for (int i = 0; i < p->nworkers; i++) {
     if (p->workers[i].started) pthread_join(p->workers[i].thread, NULL);
     td_store_close(p->workers[i].store);
+    p->workers[i].started = false;
+    p->workers[i].store = NULL;
   }
+}
+
+void td_dbpool_free(struct td_dbpool *p) {
+  if (!p) return;
+  td_dbpool_close(p);
   pthread_cond_destroy(&p->cv);
   pthread_mutex_destroy(&p->mu);
   free(p->workers);

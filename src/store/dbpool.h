@@ -36,6 +36,9 @@ struct td_dbpool_config {
 int td_dbpool_new(const struct td_store_config *scfg, const struct td_dbpool_config *cfg, struct td_dbpool **out);
 /* td_dbpool_submit: 0, TD_EFULL (queue at limit) or TD_ECLOSED. Any thread. */
 int td_dbpool_submit(struct td_dbpool *p, struct td_dbjob *j);
-/* td_dbpool_free: runs the jobs already queued, joins, closes connections. */
+/* td_dbpool_close: runs the jobs already queued, joins the threads, closes
+ * the connections; later submits fail with TD_ECLOSED. Idempotent. */
+void td_dbpool_close(struct td_dbpool *p);
+/* td_dbpool_free: closes (if not yet) and frees. Nothing may submit afterwards. */
 void td_dbpool_free(struct td_dbpool *p);
 #endif

@@ -158,14 +158,23 @@ int td_writer_submit(struct td_writer *w, struct td_write_req *r) {
 }
 
 /* td_writer_free: see writer.h. Not from the writer thread (e.g. a done callback). */
-void td_writer_free(struct td_writer *w) {
+void td_writer_close(struct td_writer *w) {
   if (!w) return;
   pthread_mutex_lock(&w->mu);
+  bool was_closing = w->closing;
   w->closing = true;
   pthread_cond_broadcast(&w->cv);
   pthread_mutex_unlock(&w->mu);
+  if (was_closing) return;
   if (w->started) pthread_join(w->thread, NULL);
+  w->started = false;
   td_store_close(w->store);
+  w->store = NULL;
+}
+
+void td_writer_free(struct td_writer *w) {
+  if (!w) return;
+  td_writer_close(w);
   pthread_cond_destroy(&w->cv);
   pthread_mutex_destroy(&w->mu);
   free(w);

@@ -38,7 +38,10 @@ struct td_writer_config {
 int td_writer_new(const struct td_store_config *scfg, const struct td_writer_config *cfg, struct td_writer **out);
 /* td_writer_submit: 0, TD_EFULL or TD_ECLOSED. Any thread. */
 int td_writer_submit(struct td_writer *w, struct td_write_req *r);
-/* td_writer_free: writes what is queued, joins, closes. */
+/* td_writer_close: writes what is queued (done callbacks run), joins, closes
+ * the connection; later submits fail with TD_ECLOSED. Idempotent. */
+void td_writer_close(struct td_writer *w);
+/* td_writer_free: closes (if not yet) and frees. Nothing may submit afterwards. */
 void td_writer_free(struct td_writer *w);
 /* td_writer_stats: rows written and commits so far. */
 void td_writer_stats(struct td_writer *w, uint64_t *rows, uint64_t *commits);

@@ -18,7 +18,7 @@ def as_dict(lst):
 
 def setup_device(server):
     did, tok = server.new_device()
-    r = server.post_attributes(tok, {"fw": "1.0", "n": 5, "ok": True, "cfg": {"x": 1}, "dbl": 2.5})
+    r = server.post_attributes(tok, {"fw": "v1.0", "n": 5, "ok": True, "cfg": {"x": 1}, "dbl": 2.5})
     assert r.status_code == 200, r.text
     wait_until(lambda: len(values(server, did, "CLIENT_SCOPE")) == 5, what="client attributes")
     r = server.api("POST", attr_url(did, "/attributes/SHARED_SCOPE"), TENANT, json={"target": 22, "mode": "eco"})
@@ -31,7 +31,7 @@ def setup_device(server):
 def test_scopes_and_values(server):
     did, tok = setup_device(server)
     client = values(server, did, "CLIENT_SCOPE")
-    assert as_dict(client) == {"fw": "1.0", "n": 5, "ok": True, "cfg": {"x": 1}, "dbl": 2.5}
+    assert as_dict(client) == {"fw": "v1.0", "n": 5, "ok": True, "cfg": {"x": 1}, "dbl": 2.5}
     for e in client:
         assert isinstance(e["lastUpdateTs"], int) and e["lastUpdateTs"] > 1600000000000
     assert as_dict(values(server, did, "SHARED_SCOPE")) == {"target": 22, "mode": "eco"}
@@ -52,11 +52,11 @@ def test_device_reads(server):
     dev = server.base + "/api/v1/%s/attributes" % tok
     r = server.http.get(dev, params={"clientKeys": "fw,n", "sharedKeys": "target"})
     assert r.status_code == 200, r.text
-    assert r.json() == {"client": {"fw": "1.0", "n": 5}, "shared": {"target": 22}}
+    assert r.json() == {"client": {"fw": "v1.0", "n": 5}, "shared": {"target": 22}}
     r = server.http.get(dev)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["client"] == {"fw": "1.0", "n": 5, "ok": True, "cfg": {"x": 1}, "dbl": 2.5}
+    assert body["client"] == {"fw": "v1.0", "n": 5, "ok": True, "cfg": {"x": 1}, "dbl": 2.5}
     assert body["shared"] == {"target": 22, "mode": "eco"}
     assert "srv" not in str(body) and "secret" not in str(body)  # server scope is never visible to the device
     r = server.http.get(dev, params={"sharedKeys": "mode"})
@@ -68,7 +68,7 @@ def test_update_and_delete(server):
     did, tok = setup_device(server)
     assert server.post_attributes(tok, {"n": 6}).status_code == 200
     wait_until(lambda: as_dict(values(server, did, "CLIENT_SCOPE")).get("n") == 6, what="n updated")
-    assert as_dict(values(server, did, "CLIENT_SCOPE"))["fw"] == "1.0"
+    assert as_dict(values(server, did, "CLIENT_SCOPE"))["fw"] == "v1.0"
     r = server.api("DELETE", attr_url(did, "/SERVER_SCOPE"), TENANT, params={"keys": "srv"})
     assert r.status_code == 200, r.text
     assert as_dict(values(server, did, "SERVER_SCOPE")) == {"note": "secret"}

@@ -122,9 +122,9 @@ def test_expired_token(make_server):
 
     def expired():
         r = s.api("GET", "/api/auth/user", pair["token"])
-        return r if r.status_code == 401 else None
+        return (r,) if r.status_code == 401 else None  # a Response with status 401 is falsy
     t0 = time.monotonic()
-    r = wait_until(expired, timeout=15, interval=0.2, what="token expiry")
+    r, = wait_until(expired, timeout=15, interval=0.2, what="token expiry")
     assert time.monotonic() - t0 < 5
     assert_error_json(r, 401, 11)
     # the refresh token still works

@@ -64,11 +64,11 @@ def test_kill9_right_after_single_ack(make_server):
     did, tok = s.new_device()
     r = s.post_telemetry(tok, {"ts": T0, "values": {"seq": 1}})
     assert r.status_code == 200
-    r = s.post_attributes(tok, {"fw": "9.9"})
+    r = s.post_attributes(tok, {"fw": "v9.9"})
     assert r.status_code == 200
     s.kill9()
     s.start()
     wait_until(lambda: count_points(s, did, T0, 1) == 1, timeout=30, what="the one point after kill -9")
-    wait_until(lambda: any(e["key"] == "fw" and e["value"] == "9.9" for e in
+    wait_until(lambda: any(e["key"] == "fw" and e["value"] == "v9.9" for e in
                            s.ok("GET", "/api/plugins/telemetry/DEVICE/%s/values/attributes/CLIENT_SCOPE" % did,
                                 TENANT)), timeout=30, what="client attribute after kill -9")
