@@ -1,6 +1,6 @@
 /* api.h — the REST API for users and applications (reference §2): auth,
- * tenants, customers, users, devices, credentials, device profiles and
- * telemetry/attributes, as routes on the HTTP server (transport/http/http.h).
+ * tenants, customers, users, devices, credentials, device profiles,
+ * telemetry/attributes and rule chains, as routes on the HTTP server (transport/http/http.h).
  *
  * Handlers run on the I/O loops: they check the JWT there (no store access),
  * then do all store work in a td_dbjob on a storage thread, build the answer

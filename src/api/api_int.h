@@ -2,7 +2,7 @@
  * from its I/O loop to a storage thread and back, plus the shared checks
  * (JWT, authority, tenant/customer ownership), paging parameters and JSON
  * helpers. Controllers are in auth.c, tenant.c, customer.c, user.c,
- * device.c, device_profile.c and telemetry.c.
+ * device.c, device_profile.c, telemetry.c and rule_chain.c.
  *
  * Life of a call: handler (loop) -> api_begin() checks the token and the
  * authority -> api_job_new() + captured parameters -> api_submit() -> work()
@@ -149,4 +149,5 @@ int api_user_register(struct td_http_router *rt, struct td_ctx *ctx);
 int api_device_register(struct td_http_router *rt, struct td_ctx *ctx);
 int api_device_profile_register(struct td_http_router *rt, struct td_ctx *ctx);
 int api_telemetry_register(struct td_http_router *rt, struct td_ctx *ctx);
+int api_rule_chain_register(struct td_http_router *rt, struct td_ctx *ctx);
 #endif

@@ -458,7 +458,7 @@ int td_api_register(struct td_http_router *rt, struct td_ctx *ctx) {
   if ((rc = api_auth_register(rt, ctx)) || (rc = api_tenant_register(rt, ctx)) ||
       (rc = api_customer_register(rt, ctx)) || (rc = api_user_register(rt, ctx)) ||
       (rc = api_device_register(rt, ctx)) || (rc = api_device_profile_register(rt, ctx)) ||
-      (rc = api_telemetry_register(rt, ctx)))
+      (rc = api_telemetry_register(rt, ctx)) || (rc = api_rule_chain_register(rt, ctx)))
     return rc;
   return 0;
 }

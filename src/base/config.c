@@ -35,6 +35,7 @@ static const struct key keys[] = {
   {"actors.throughput", "ACTORS_SYSTEM_THROUGHPUT", K_INT, F(actor_throughput), "5", "messages an actor handles per turn"},
   {"actors.mailbox_limit", "TD_ACTOR_MAILBOX_LIMIT", K_INT, F(actor_mailbox_limit), "10000", "bounded mailbox size of each actor"},
   {"actors.device_idle_timeout_ms", "TD_DEVICE_ACTOR_IDLE_MS", K_I64, F(device_actor_idle_ms), "600000", "a device actor without messages for this long is stopped"},
+  {"rule_engine.max_inflight", "TD_RULE_ENGINE_MAX_INFLIGHT", K_INT, F(rule_engine_max_inflight), "40000", "messages the rule engine processes at once (taken from the queue, not yet acked); bounds its memory and the telemetry write batch"},
   {"http.bind_address", "HTTP_BIND_ADDRESS", K_STR, F(http_bind_address), "0.0.0.0", "address of the REST API, WebSocket API and HTTP device API"},
   {"http.bind_port", "HTTP_BIND_PORT", K_INT, F(http_bind_port), "8080", "HTTP port; 0 disables HTTP"},
   {"http.max_payload_size", "HTTP_MAX_PAYLOAD_SIZE", K_I64, F(http_max_body), "16777216", "largest REST request body (bytes); larger gets 413"},

@@ -22,6 +22,8 @@ struct td_config {
   int actor_throughput;
   int actor_mailbox_limit;
   int64_t device_actor_idle_ms;
+  /* rule engine */
+  int rule_engine_max_inflight;   /* messages inside the rule engine at once (its window) */
   /* HTTP (REST API, WebSocket, HTTP device API) */
   char http_bind_address[64];
   int http_bind_port;

@@ -152,7 +152,12 @@ int td_rule_engine_new(struct td_ctx *ctx, struct td_rule_engine **out) {
   atomic_init(&re->refs, 1);
   re->ctx = ctx;
   const struct td_config *cfg = ctx ? ctx->cfg : NULL;
-  re->limit = cfg && cfg->actor_mailbox_limit > 0 ? (size_t)cfg->actor_mailbox_limit : DEFAULT_LIMIT;
+  /* The window has its own key (rule_engine.max_inflight), no longer the
+   * actors' mailbox limit: it also bounds how many rows the telemetry writer
+   * can gather into one commit, and SQLite's cost per row falls steeply with
+   * the commit size (1000 interleaved devices: 42k rows/s in commits of 5000
+   * rows, 133k rows/s in commits of 50000, bench/sqlite_ceiling). */
+  re->limit = cfg && cfg->rule_engine_max_inflight > 0 ? (size_t)cfg->rule_engine_max_inflight : DEFAULT_LIMIT;
   re->idle_ms = cfg ? cfg->device_actor_idle_ms : 0;
   pthread_mutex_init(&re->mu, NULL);
   pthread_cond_init(&re->cv, NULL);

@@ -10,8 +10,9 @@
  * to the chain. Each queue message is acknowledged (td_queue_ack) once every
  * branch through the chain has ended; failures are logged and acknowledged
  * too (ThingsBoard's Main queue strategy SKIP_ALL_FAILURES). The number of
- * messages inside the engine is bounded (cfg->actor_mailbox_limit, default
- * 10000): past it the consumer thread waits, which back-pressures the queue. */
+ * messages inside the engine is bounded (cfg->rule_engine_max_inflight,
+ * default 40000): past it the consumer thread waits, which back-pressures the
+ * queue. */
 #ifndef TD_RULE_ENGINE_H
 #define TD_RULE_ENGINE_H
 #include <jansson.h>

@@ -62,6 +62,9 @@ void td_rule_engine_unref_(struct td_rule_engine *re);
 /* td_rule_engine_loader_: the test loader, or NULL (then a dbjob loads). */
 td_rule_chain_loader_fn td_rule_engine_loader_(struct td_rule_engine *re, void **arg);
 struct td_ctx *td_rule_engine_ctx(struct td_rule_engine *re);
+/* td_rule_engine_mailbox_limit: the engine's in-flight window
+ * (rule_engine.max_inflight); every message inside the engine counts against
+ * it, so it also bounds the actors' mailboxes and a tenant's pending list. */
 size_t td_rule_engine_mailbox_limit(struct td_rule_engine *re);
 int64_t td_rule_engine_device_idle_ms(struct td_rule_engine *re);
 
