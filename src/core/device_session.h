@@ -32,6 +32,9 @@ struct td_dsession_ops {
    * params is JSON text. */
   void (*on_rpc_request)(void *owner, struct td_dsession *s, int32_t request_id, const char *method,
                          const char *params, int64_t expiration_ms, bool oneway);
+  /* The reply to a client-side RPC this session sent (request_id is the
+   * device's own id); payload is JSON text. */
+  void (*on_rpc_response)(void *owner, struct td_dsession *s, int32_t request_id, const char *payload, size_t len);
   /* The core closes the session: reason is an MQTT 5 reason code
    * (0x8E session taken over, 0x98 administrative action). */
   void (*on_close)(void *owner, struct td_dsession *s, int reason);
@@ -60,5 +63,24 @@ void td_dsession_unref(struct td_dsession *s);
 int td_dsession_deliver_attributes(struct td_dsession *s, const char *payload, size_t len);
 int td_dsession_deliver_rpc(struct td_dsession *s, int32_t request_id, const char *method, const char *params,
                             int64_t expiration_ms, bool oneway);
+int td_dsession_deliver_rpc_response(struct td_dsession *s, int32_t request_id, const char *payload, size_t len);
 int td_dsession_deliver_close(struct td_dsession *s, int reason);
+
+/* ---- session events: transport -> the device's actor (any thread) ----
+ * Each returns 0 or TD_ENOMEM/TD_ECLOSED; the event is handled
+ * asynchronously, in order per device. These go through the rule engine's
+ * actor tree (ctx->rules), bounded by the number of sessions. */
+struct td_ctx;
+/* td_core_session_open: register s (a reference is taken) for its device; when
+ * the device has more than cfg max sessions, the oldest is closed with 0x8E.
+ * Also emits the CONNECT event to the device actor. */
+int td_core_session_open(struct td_ctx *ctx, struct td_dsession *s);
+/* td_core_session_subscribe: set what the session wants pushed. */
+int td_core_session_subscribe(struct td_ctx *ctx, struct td_dsession *s, bool attributes, bool rpc);
+/* td_core_session_close: the connection is gone (DISCONNECT event); the actor drops its reference. */
+int td_core_session_close(struct td_ctx *ctx, struct td_dsession *s);
+/* td_core_rpc_delivered: the device acknowledged (PUBACK) server RPC request_id. */
+int td_core_rpc_delivered(struct td_ctx *ctx, struct td_dsession *s, int32_t request_id);
+/* td_core_rpc_reply: the device answered server RPC request_id with payload (any text). */
+int td_core_rpc_reply(struct td_ctx *ctx, struct td_dsession *s, int32_t request_id, const char *payload, size_t len);
 #endif

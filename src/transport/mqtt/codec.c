@@ -452,13 +452,17 @@ bool td_mqtt_packet_equal(const struct td_mqtt_packet *a, const struct td_mqtt_p
     return false;
   switch (a->type) {
   case TD_MQTT_CONNECT: {
+    /* Fields behind a cleared flag are not part of the packet. */
     const struct td_mqtt_connect *x = &a->u.connect, *y = &b->u.connect;
     return x->protocol_level == y->protocol_level && x->clean_start == y->clean_start && x->will == y->will &&
            x->will_retain == y->will_retain && x->has_username == y->has_username &&
            x->has_password == y->has_password && x->will_qos == y->will_qos && x->keep_alive == y->keep_alive &&
-           td_mqtt_str_eq(x->client_id, y->client_id) && td_mqtt_str_eq(x->will_topic, y->will_topic) &&
-           td_mqtt_str_eq(x->will_payload, y->will_payload) && td_mqtt_str_eq(x->username, y->username) &&
-           td_mqtt_str_eq(x->password, y->password) && td_mqtt_props_equal(&x->will_props, &y->will_props);
+           td_mqtt_str_eq(x->client_id, y->client_id) &&
+           (!x->will || (td_mqtt_str_eq(x->will_topic, y->will_topic) &&
+                         td_mqtt_str_eq(x->will_payload, y->will_payload) &&
+                         td_mqtt_props_equal(&x->will_props, &y->will_props))) &&
+           (!x->has_username || td_mqtt_str_eq(x->username, y->username)) &&
+           (!x->has_password || td_mqtt_str_eq(x->password, y->password));
   }
   case TD_MQTT_CONNACK: return a->u.connack.session_present == b->u.connack.session_present;
   case TD_MQTT_PUBLISH:

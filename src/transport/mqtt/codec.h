@@ -20,8 +20,9 @@
  * second CONNECT, a packet a client must not send such as CONNACK from a
  * client), client-id rules (empty id with clean session 0 -> CONNACK 0x02,
  * 3.1's 23-character limit), topic alias ranges against the negotiated
- * maximum, topic-filter wildcard placement (td_mqtt_filter_valid() helps), and
- * the payload-format-indicator UTF-8 check of a payload.
+ * maximum, topic-filter wildcard placement (td_mqtt_filter_valid() helps),
+ * direction rules (a client's PUBLISH must not carry a subscription
+ * identifier), and the payload-format-indicator UTF-8 check of a payload.
  *
  * Thread safety: all functions are reentrant; they touch only their arguments. */
 #ifndef TD_TRANSPORT_MQTT_CODEC_H
@@ -333,7 +334,8 @@ int td_mqtt_encode_connack(struct td_buf *b, int level, bool session_present, ui
 int td_mqtt_v3_connack_code(uint8_t v5_reason);
 
 /* td_mqtt_packet_equal: true iff a and b carry the same packet (field by
- * field, slices compared by content). For tests and the fuzz target. */
+ * field, slices compared by content; CONNECT will/user/password fields count
+ * only when their flag is set). For tests and the fuzz target. */
 bool td_mqtt_packet_equal(const struct td_mqtt_packet *a, const struct td_mqtt_packet *b);
 
 /* td_mqtt_utf8_valid: true iff s[0..n) is well-formed UTF-8 as MQTT requires
