@@ -11,7 +11,7 @@ if [ "$what" = test ] || [ "$what" = bench ]; then
          mosquitto-clients procps)
 fi
 if [ "$what" = bench ]; then
-  pkgs+=(wrk)
+  pkgs+=(wrk mosquitto)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

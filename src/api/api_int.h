@@ -71,6 +71,11 @@ struct td_ctx *api_ctx(struct td_http_req *r);
 /* api_job_new: a job for r (me may be NULL for public endpoints). NULL after
  * answering 500 when out of memory. */
 struct api_job *api_job_new(struct td_http_req *r, const struct td_auth_principal *me, api_work_fn work);
+/* api_job_finish: (loop) answer what the job holds and free it — the default
+ * j->db.done, for controllers that replace done to continue on the loop. */
+void api_job_finish(struct api_job *j);
+/* api_job_free: free without answering (loop; the controller answers later). */
+void api_job_free(struct api_job *j);
 /* api_submit: hand the job to the storage pool; on TD_EFULL answers 503 and frees it. */
 void api_submit(struct api_job *j);
 /* api_uuid_param: parse the path parameter `name`; on failure answers 400 and returns -1. */
@@ -150,4 +155,6 @@ int api_device_register(struct td_http_router *rt, struct td_ctx *ctx);
 int api_device_profile_register(struct td_http_router *rt, struct td_ctx *ctx);
 int api_telemetry_register(struct td_http_router *rt, struct td_ctx *ctx);
 int api_rule_chain_register(struct td_http_router *rt, struct td_ctx *ctx);
+int api_rpc_register(struct td_http_router *rt, struct td_ctx *ctx);
+int api_claim_register(struct td_http_router *rt, struct td_ctx *ctx);
 #endif

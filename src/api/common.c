@@ -108,6 +108,9 @@ struct api_job *api_job_new(struct td_http_req *r, const struct td_auth_principa
   return j;
 }
 
+void api_job_finish(struct api_job *j) { job_done(&j->db); }
+void api_job_free(struct api_job *j) { job_free(j); }
+
 void api_submit(struct api_job *j) {
   int rc = td_dbpool_submit(j->ctx->db, &j->db);
   if (rc) {
@@ -458,7 +461,8 @@ int td_api_register(struct td_http_router *rt, struct td_ctx *ctx) {
   if ((rc = api_auth_register(rt, ctx)) || (rc = api_tenant_register(rt, ctx)) ||
       (rc = api_customer_register(rt, ctx)) || (rc = api_user_register(rt, ctx)) ||
       (rc = api_device_register(rt, ctx)) || (rc = api_device_profile_register(rt, ctx)) ||
-      (rc = api_telemetry_register(rt, ctx)) || (rc = api_rule_chain_register(rt, ctx)))
+      (rc = api_telemetry_register(rt, ctx)) || (rc = api_rule_chain_register(rt, ctx)) ||
+      (rc = api_rpc_register(rt, ctx)) || (rc = api_claim_register(rt, ctx)))
     return rc;
   return 0;
 }

@@ -5,8 +5,10 @@
  * Entities: DEVICE (tenant admin of its tenant; customer user of its
  * customer), TENANT (the sysadmin, or its own tenant admin), CUSTOMER (tenant
  * admin of its tenant; its customer users may read). Other entity types are
- * answered 400. REST writes go straight to the store (no rule engine);
- * pushing shared-attribute changes to connected devices is not done here. */
+ * answered 400. REST writes go straight to the store (no rule engine); after
+ * the commit, shared-attribute changes of a device are pushed to its
+ * subscribed sessions through its actor (td_core_attributes_changed):
+ * {"k":v,...} on save, {"deleted":["k",...]} on delete. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 #include "base/assert.h"
 #include "base/err.h"
 #include "base/time.h"
+#include "core/device_session.h"
 #include "core/payload.h"
 
 #define BASE "/api/plugins/telemetry"
@@ -188,6 +191,25 @@ static struct td_payload_opts popts(const struct api_job *j) {
   return o;
 }
 
+/* push_shared: tell the device's actor (after the commit); a failure only costs the push. */
+static void push_shared(struct api_job *j, struct tq *q, const struct td_kv *kvs, size_t n, const char **keys,
+                        size_t nkeys) {
+  if (q->e.type != TD_ENTITY_DEVICE || q->scope != TD_SCOPE_SHARED || !j->ctx->rules) return;
+  struct td_buf b;
+  td_buf_init(&b, 0);
+  int rc = td_buf_puts(&b, kvs ? "{" : "{\"deleted\":[");
+  for (size_t i = 0; i < (kvs ? n : nkeys) && !rc; i++) {
+    if (i) rc = td_buf_puts(&b, ",");
+    if (!rc) rc = td_buf_json_str(&b, kvs ? kvs[i].key : keys[i]);
+    if (!rc && kvs) rc = td_buf_puts(&b, ":");
+    if (!rc && kvs) rc = td_kv_append_json_value(&b, &kvs[i]);
+  }
+  if (!rc) rc = td_buf_puts(&b, kvs ? "}" : "]}");
+  /* the device's tenant is the caller's: check_entity allowed the write */
+  if (!rc) rc = td_core_attributes_changed(j->ctx, &j->me.tenant_id, &q->e.id, b.data, b.len);
+  td_buf_deinit(&b);
+}
+
 static void ts_save(struct api_job *j, struct td_store *st, struct tq *q) {
   struct td_payload_opts o = popts(j);
   struct td_ts_group *g;
@@ -236,8 +258,12 @@ static void attr_save(struct api_job *j, struct td_store *st, struct tq *q) {
     return;
   }
   int rc = td_store_attributes_save(st, &q->e, q->scope, kvs, n, td_now_ms());
-  if (rc) api_fail_rc(j, rc, NULL, NULL);
-  else api_ok_empty(j);
+  if (rc) {
+    api_fail_rc(j, rc, NULL, NULL);
+    return;
+  }
+  push_shared(j, q, kvs, n, NULL, 0);
+  api_ok_empty(j);
 }
 
 static void ts_delete(struct api_job *j, struct td_store *st, struct tq *q) {
@@ -249,8 +275,12 @@ static void ts_delete(struct api_job *j, struct td_store *st, struct tq *q) {
 
 static void attr_delete(struct api_job *j, struct td_store *st, struct tq *q) {
   int rc = td_store_attributes_delete(st, &q->e, q->scope, q->keys, q->nkeys, NULL);
-  if (rc) api_fail_rc(j, rc, NULL, NULL);
-  else api_ok_empty(j);
+  if (rc) {
+    api_fail_rc(j, rc, NULL, NULL);
+    return;
+  }
+  push_shared(j, q, NULL, 0, q->keys, q->nkeys);
+  api_ok_empty(j);
 }
 
 static void work(struct api_job *j, struct td_store *st) {

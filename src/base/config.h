@@ -22,6 +22,7 @@ struct td_config {
   int actor_throughput;
   int actor_mailbox_limit;
   int64_t device_actor_idle_ms;
+  int max_sessions_per_device;    /* actors.session.max_concurrent_sessions_per_device; 0 = unlimited */
   /* rule engine */
   int rule_engine_max_inflight;   /* messages inside the rule engine at once (its window) */
   /* HTTP (REST API, WebSocket, HTTP device API) */
@@ -35,6 +36,16 @@ struct td_config {
   char mqtt_bind_address[64];
   int mqtt_bind_port;
   int mqtt_ssl_bind_port;
+  char mqtt_ssl_cert_file[1024];  /* PEM certificate chain; "" = no TLS listener */
+  char mqtt_ssl_key_file[1024];
+  char mqtt_ssl_key_password[256];
+  char mqtt_ssl_ca_file[1024];    /* PEM bundle for client certificates; "" = none */
+  char mqtt_ssl_client_auth[16];  /* none, optional, required */
+  int mqtt_max_payload_size;      /* largest MQTT packet accepted (bytes) */
+  int mqtt_max_inflight;          /* v5 receive maximum announced to clients */
+  int mqtt_max_pending_uplinks;   /* per connection, waiting for durability; reading stops past it */
+  int mqtt_max_connections;       /* per I/O loop */
+  int64_t mqtt_connect_timeout_ms;
   int coap_bind_port;
   int coap_dtls_bind_port;
   int lwm2m_bind_port;
@@ -52,6 +63,7 @@ struct td_config {
   int db_pool_threads;
   int db_pool_queue_limit;
   int writer_max_batch_rows;
+  int writer_max_delay_ms;
   int writer_queue_limit;
   /* queue */
   char queue_type[16];            /* log */

@@ -83,4 +83,65 @@ int td_core_session_close(struct td_ctx *ctx, struct td_dsession *s);
 int td_core_rpc_delivered(struct td_ctx *ctx, struct td_dsession *s, int32_t request_id);
 /* td_core_rpc_reply: the device answered server RPC request_id with payload (any text). */
 int td_core_rpc_reply(struct td_ctx *ctx, struct td_dsession *s, int32_t request_id, const char *payload, size_t len);
+/* td_core_claim: the device asks to be claimable with secret_key (may be "")
+ * for duration_ms (<= 0: the configured default, ThingsBoard's 86400000). */
+int td_core_claim(struct td_ctx *ctx, struct td_dsession *s, const char *secret_key, int64_t duration_ms);
+/* ---- additions by the core-sessions work (additive) ---- */
+
+/* td_core_attributes_changed: shared attributes of a device changed or were
+ * deleted (REST save/delete, the save-attributes rule node with notifyDevice):
+ * payload is ThingsBoard's {"k":v,...} or {"deleted":["k",...]}; the device's
+ * actor pushes it to every session subscribed to attributes. Any thread. */
+int td_core_attributes_changed(struct td_ctx *ctx, const struct td_uuid *tenant_id, const struct td_uuid *device_id,
+                               const char *payload, size_t len);
+/* td_core_rpc_request: a server-side RPC straight to the device's actor (the
+ * rule node "rpc call request" uses the same path with its own completion).
+ * The actor assigns the per-device request id, sends it to every session
+ * subscribed to RPC (or keeps it until one subscribes or it expires) and
+ * completes the waiter registered under request_uuid (td_rpc_waiter). */
+int td_core_rpc_request(struct td_ctx *ctx, const struct td_uuid *tenant_id, const struct td_uuid *device_id,
+                        const struct td_uuid *request_uuid, const char *method, const char *params,
+                        int64_t expiration_ms, bool oneway);
+
+/* Waiters for server-side RPC results (the REST RPC controller). A waiter is
+ * registered under the TbMsg's requestUUID; whoever finishes the RPC (the
+ * device actor) calls td_core_rpc_complete, which takes it out of the
+ * registry and posts it to its loop, where on_done runs once. At most
+ * TD_RPC_WAITERS_MAX are registered at a time. */
+#define TD_RPC_WAITERS_MAX 10000
+struct td_rpc_waiter {
+  struct td_task task;                       /* internal */
+  struct td_rpc_waiter *next;                /* internal (registry) */
+  struct td_uuid request_uuid;
+  struct td_loop *loop;
+  void (*on_done)(struct td_rpc_waiter *w);  /* on loop; owns payload */
+  int error;          /* 0; TD_ETIMEDOUT: sent, no answer; TD_ECLOSED: no active connection */
+  char *payload;      /* the device's reply (malloc'd, NUL-terminated) or NULL */
+  size_t len;
+};
+/* td_rpc_waiter_add: register (any thread). 0, TD_EEXIST (uuid in use) or TD_EFULL. */
+int td_rpc_waiter_add(struct td_rpc_waiter *w);
+/* td_rpc_waiter_cancel: take w out of the registry. true: done; no
+ * completion will come. false: a completion is already on its way to w->loop. */
+bool td_rpc_waiter_cancel(struct td_rpc_waiter *w);
+/* td_core_rpc_complete: finish the waiter of request_uuid, if any (any thread). */
+void td_core_rpc_complete(const struct td_uuid *request_uuid, int error, const char *payload, size_t len);
+size_t td_rpc_waiter_count(void);
+
+/* Claiming (reference §2.4). ThingsBoard keeps claim data in a cache
+ * (CLAIM_DEVICES_CACHE), not in the device actor; so does thingsd: a
+ * process-wide table keyed by device id, bounded (TD_CLAIMS_MAX). */
+#define TD_CLAIM_DEFAULT_DURATION_MS 86400000LL  /* security.claim.duration */
+#define TD_CLAIMS_MAX 100000
+/* td_core_claim_device: as td_core_claim, for transports without a session
+ * (HTTP). Keeps an unexpired earlier claim (ThingsBoard's putIfAbsent).
+ * 0, TD_EFULL or TD_ENOMEM. */
+int td_core_claim_device(struct td_ctx *ctx, const struct td_uuid *tenant_id, const struct td_uuid *device_id,
+                         const char *secret_key, int64_t duration_ms);
+enum td_claim_result { TD_CLAIM_NONE = 0, TD_CLAIM_OK, TD_CLAIM_BAD };
+/* td_core_claim_take: a user claims device_id with secret_key: OK (the claim
+ * is consumed), BAD (expired or wrong secret: the claim is dropped), NONE. */
+enum td_claim_result td_core_claim_take(const struct td_uuid *device_id, const char *secret_key, int64_t now_ms);
+/* td_core_claim_drop: forget the device's claim (reclaim). */
+void td_core_claim_drop(const struct td_uuid *device_id);
 #endif

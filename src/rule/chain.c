@@ -169,6 +169,13 @@ void td_rule_async_tell_next(struct td_rule_async *h, const char *label) {
   td_actor_unref(node);
 }
 
+void td_rule_async_tell_next_msg(struct td_rule_async *h, struct td_msg *msg, const char *label) {
+  struct td_msg *old = h->msg;
+  h->msg = td_msg_ref(msg);
+  td_msg_unref(old);
+  td_rule_async_tell_next(h, label);
+}
+
 void td_rule_async_success(struct td_rule_async *h) { td_rule_async_tell_next(h, TD_RULE_SUCCESS); }
 
 void td_rule_async_failure(struct td_rule_async *h, const char *reason) {

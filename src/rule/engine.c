@@ -98,25 +98,37 @@ struct tenant_ctl {
   struct td_uuid tenant_id;
 };
 
+/* tenant_of: the tenant's actor, spawned if needed; NULL on failure. */
+static struct td_actor *tenant_of(struct app *a, const struct td_uuid *tid) {
+  struct td_actor *t = td_idmap_get(&a->tenants, tid);
+  if (t) return t;
+  int rc = td_rule_tenant_spawn(a->re, tid, &t);
+  if (rc == 0 && (rc = td_idmap_put(&a->tenants, tid, t)) != 0) {
+    td_actor_stop(t);
+    td_actor_unref(t);
+  }
+  return rc ? NULL : t;
+}
+
 static void app_fn(struct td_actor *self, struct td_actor_msg *m) {
   struct app *a = td_actor_state(self);
   if (m->kind == TD_RK_MSG) {
     struct td_rule_rmsg *rm = (struct td_rule_rmsg *)m;
-    const struct td_uuid *tid = &rm->msg->tenant_id;
-    struct td_actor *t = td_idmap_get(&a->tenants, tid);
+    struct td_actor *t = tenant_of(a, &rm->msg->tenant_id);
     if (!t) {
-      int rc = td_rule_tenant_spawn(a->re, tid, &t);
-      if (rc == 0 && (rc = td_idmap_put(&a->tenants, tid, t)) != 0) {
-        td_actor_stop(t);
-        td_actor_unref(t);
-      }
-      if (rc) {
-        td_rule_rmsg_drop(rm, "cannot start the tenant actor");
-        return;
-      }
+      td_rule_rmsg_drop(rm, "cannot start the tenant actor");
+      return;
     }
     (void)td_actor_tell_force(t, m); /* counted by the in-flight window */
     return;
+  }
+  if (m->kind == TD_RK_DEV_EVT) {
+    struct td_actor *t = tenant_of(a, &((struct td_rule_dev_evt *)m)->tenant_id);
+    if (t) {
+      (void)td_actor_tell_force(t, m); /* bounded by sessions and REST calls (session.c) */
+      return;
+    }
+    td_log_limited(1, TD_LOG_ERROR, "rule", "action=\"device event\" err=\"cannot start the tenant actor\"");
   }
   if (m->kind == TD_RK_CHAIN_CHANGED) {
     struct tenant_ctl *c = (struct tenant_ctl *)m;
@@ -280,6 +292,15 @@ void td_rule_engine_free(struct td_rule_engine *re) {
   td_actor_unref(re->app);
   re->app = NULL;
   td_rule_engine_unref_(re);
+}
+
+int td_rule_engine_device_event(struct td_rule_engine *re, struct td_rule_dev_evt *ev) {
+  if (!re || !re->app || atomic_load(&re->freed)) {
+    td_actor_msg_free(&ev->hdr);
+    return TD_ECLOSED;
+  }
+  /* Session events are bounded by the sessions; REST ones by the HTTP connections. */
+  return td_actor_tell_force(re->app, &ev->hdr); /* on TD_ECLOSED it was freed */
 }
 
 void td_rule_engine_chain_changed(struct td_rule_engine *re, const struct td_uuid *tenant_id) {

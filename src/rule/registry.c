@@ -9,6 +9,7 @@
 static const struct td_rule_node_type *const builtin[] = {
     &td_rule_node_msg_type_switch, &td_rule_node_timeseries,   &td_rule_node_attributes,
     &td_rule_node_log,             &td_rule_node_device_profile, &td_rule_node_send_rpc_request,
+    &td_rule_node_send_rpc_reply,
 };
 
 #define EXTRA_MAX 32

@@ -22,6 +22,8 @@ enum {
   TD_RK_RETRY_LOAD,       /* tenant: the dbpool was full, try again */
   TD_RK_IDLE_CHECK,       /* device actor -> itself */
   TD_RK_DEVICE_IDLE,      /* device actor -> tenant actor */
+  TD_RK_DEV_EVT,          /* struct td_rule_dev_evt: app -> tenant -> device (session.c) */
+  TD_RK_RPC_TIMEOUT,      /* device actor -> itself: a pending RPC expired */
 };
 
 /* The processing context of one queue message: the number of open branches.
@@ -90,6 +92,60 @@ struct td_rule_idle_msg {
   struct td_uuid device_id;
   struct td_actor *device;       /* identity only (no reference) */
   uint64_t received;
+};
+
+/* ---- device sessions (session.c) ---- */
+struct td_dsession;
+enum td_dev_evt_op {
+  TD_DEV_OPEN = 1, TD_DEV_SUBSCRIBE, TD_DEV_CLOSE, TD_DEV_RPC_DELIVERED, TD_DEV_RPC_REPLY, TD_DEV_ATTRS,
+  TD_DEV_RPC_REQUEST, TD_DEV_CLIENT_RPC_REPLY
+};
+/* An event for one device's actor. Freed unhandled (a stopped actor), an
+ * RPC request's completion fails and its waiter gets TD_ECLOSED. */
+struct td_rule_dev_evt {
+  struct td_actor_msg hdr;       /* kind TD_RK_DEV_EVT */
+  int op;
+  struct td_uuid tenant_id, device_id;
+  struct td_dsession *s;         /* a reference, or NULL */
+  struct td_uuid session_id;     /* CLIENT_RPC_REPLY */
+  bool attributes, rpc;          /* SUBSCRIBE */
+  int32_t request_id;
+  struct td_uuid request_uuid;   /* RPC_REQUEST (zero: no waiter) */
+  int64_t expiration_ms;
+  bool oneway;
+  char *method, *params;         /* malloc'd */
+  char *payload;                 /* malloc'd, NUL-terminated */
+  size_t len;
+  struct td_rule_async *h;       /* RPC_REQUEST from the rule node, or NULL */
+  struct td_msg *msg;            /* with h: the node's message (a reference) */
+};
+/* td_rule_dev_evt_new: zeroed event (free with td_actor_msg_free). */
+struct td_rule_dev_evt *td_rule_dev_evt_new(int op, const struct td_uuid *tenant_id, const struct td_uuid *device_id);
+/* td_rule_engine_device_event: hand ev to the App actor (it owns ev afterwards, also on error). */
+int td_rule_engine_device_event(struct td_rule_engine *re, struct td_rule_dev_evt *ev);
+
+/* The device actor's session state (embedded in its state). */
+struct td_rule_dev_sess;
+struct td_rule_dev_pend;
+struct td_rule_dev_state {
+  struct td_rule_dev_sess *v;    /* sessions in connection order */
+  size_t n, cap;
+  struct td_rule_dev_pend *pend; /* pending server-side RPCs */
+  size_t npend;
+  int32_t rpc_seq;
+  int max_sessions;              /* 0 = unlimited */
+};
+/* td_rule_dev_handle: handle ev (owned; freed here). */
+void td_rule_dev_handle(struct td_rule_dev_state *ds, struct td_actor *self, struct td_rule_dev_evt *ev);
+/* td_rule_dev_rpc_timeout: the pending RPC request_id expired. */
+void td_rule_dev_rpc_timeout(struct td_rule_dev_state *ds, int32_t request_id);
+/* td_rule_dev_busy: sessions or pending RPCs: the actor must not be stopped. */
+bool td_rule_dev_busy(const struct td_rule_dev_state *ds);
+/* td_rule_dev_deinit: drop sessions, fail pending RPCs (TD_ECLOSED). */
+void td_rule_dev_deinit(struct td_rule_dev_state *ds);
+struct td_rule_rpc_timeout_msg {
+  struct td_actor_msg hdr;       /* kind TD_RK_RPC_TIMEOUT */
+  int32_t request_id;
 };
 
 /* A uuid -> pointer hash map (one actor's state: no lock). */

@@ -86,6 +86,9 @@ struct td_rule_async *td_rule_async_begin(struct td_rule_ctx *ctx, struct td_msg
 void td_rule_async_tell_next(struct td_rule_async *h, const char *label);
 void td_rule_async_success(struct td_rule_async *h);
 void td_rule_async_failure(struct td_rule_async *h, const char *reason);
+/* td_rule_async_tell_next_msg: complete h routing msg (a reference is taken;
+ * e.g. derived from the input with the result as data) instead of the input. */
+void td_rule_async_tell_next_msg(struct td_rule_async *h, struct td_msg *msg, const char *label);
 
 /* Built-in node types (src/rule/nodes/). */
 extern const struct td_rule_node_type td_rule_node_msg_type_switch;
@@ -94,6 +97,7 @@ extern const struct td_rule_node_type td_rule_node_attributes;
 extern const struct td_rule_node_type td_rule_node_log;
 extern const struct td_rule_node_type td_rule_node_device_profile;
 extern const struct td_rule_node_type td_rule_node_send_rpc_request;
+extern const struct td_rule_node_type td_rule_node_send_rpc_reply;
 
 /* td_rule_msg_type_label: the "message type switch" label of a message type
  * (reference §4.2), "Other" for unknown/custom types. Static string. */

@@ -133,23 +133,31 @@ static void stop_dev(void *v, void *arg) {
   free(d);
 }
 
+/* device_of: the device's actor, spawned if needed; NULL on failure. */
+static struct dev *device_of(struct tenant *t, const struct td_uuid *id) {
+  struct dev *d = td_idmap_get(&t->devices, id);
+  if (d) return d;
+  d = calloc(1, sizeof *d);
+  int rc = d ? td_rule_device_spawn(t->re, t->self, id, &d->a) : TD_ENOMEM;
+  if (rc == 0 && (rc = td_idmap_put(&t->devices, id, d)) != 0) {
+    td_actor_stop(d->a);
+    td_actor_unref(d->a);
+  }
+  if (rc) {
+    free(d);
+    return NULL;
+  }
+  return d;
+}
+
 /* route_msg: the tenant is READY. */
 static void route_msg(struct tenant *t, struct td_rule_rmsg *rm) {
   const struct td_entity_id *o = &rm->msg->originator;
   if (o->type == TD_ENTITY_DEVICE) {
-    struct dev *d = td_idmap_get(&t->devices, &o->id);
+    struct dev *d = device_of(t, &o->id);
     if (!d) {
-      d = calloc(1, sizeof *d);
-      int rc = d ? td_rule_device_spawn(t->re, t->self, &o->id, &d->a) : TD_ENOMEM;
-      if (rc == 0 && (rc = td_idmap_put(&t->devices, &o->id, d)) != 0) {
-        td_actor_stop(d->a);
-        td_actor_unref(d->a);
-      }
-      if (rc) {
-        free(d);
-        td_rule_rmsg_drop(rm, "cannot start the device actor");
-        return;
-      }
+      td_rule_rmsg_drop(rm, "cannot start the device actor");
+      return;
     }
     rm->chain = td_actor_ref(t->chain);
     d->sent++;
@@ -232,6 +240,18 @@ static void tenant_fn(struct td_actor *self, struct td_actor_msg *m) {
   case TD_RK_MSG:
     handle_msg(t, (struct td_rule_rmsg *)m);
     return;
+  case TD_RK_DEV_EVT: {
+    /* Session events need no rule chain: straight to the device actor. */
+    struct dev *d = device_of(t, &((struct td_rule_dev_evt *)m)->device_id);
+    if (!d) {
+      td_log_limited(1, TD_LOG_ERROR, "rule", "tenant=%s action=\"device event\" err=\"cannot start the device actor\"",
+                     t->ids);
+      break;
+    }
+    d->sent++; /* counted like messages, so an idle report never races an event */
+    (void)td_actor_tell_force(d->a, m); /* bounded by sessions and REST calls (session.c) */
+    return;
+  }
   case TD_RK_CHAIN_LOADED: {
     struct load_job *lj = (struct load_job *)m;
     on_loaded(t, lj->job.status, lj->md, lj->name);

@@ -19,6 +19,7 @@
 #include "store/store.h"
 #include "store/writer.h"
 #include "transport/http/http.h"
+#include "transport/mqtt/mqtt.h"
 #include "transport/transport.h"
 
 #include <errno.h>
@@ -66,6 +67,7 @@ struct server {
   int nloops;
   struct td_http_router *router;
   struct td_http_server *http;
+  void *mqtt;                     /* td_mqtt_transport state */
   unsigned char *jwt_key;
   size_t jwt_key_len;
   char db_path[1100];
@@ -103,7 +105,8 @@ static int start(struct server *s, bool demo) {
   struct td_dbpool_config pcfg = {.threads = cfg->db_pool_threads, .queue_limit = (size_t)cfg->db_pool_queue_limit};
   if ((rc = td_dbpool_new(&scfg, &pcfg, &ctx->db))) return rc;
   struct td_writer_config wcfg = {.max_batch_rows = (size_t)cfg->writer_max_batch_rows,
-                                  .queue_limit = (size_t)cfg->writer_queue_limit};
+                                  .queue_limit = (size_t)cfg->writer_queue_limit,
+                                  .max_delay_ms = cfg->writer_max_delay_ms};
   if ((rc = td_writer_new(&scfg, &wcfg, &ctx->writer))) return rc;
   struct td_queue_config qcfg = {.type = cfg->queue_type, .dir = s->queue_dir, .partitions = cfg->queue_partitions,
                                  .max_inflight = (size_t)cfg->queue_max_inflight, .fsync = cfg->queue_fsync};
@@ -144,6 +147,11 @@ static int start(struct server *s, bool demo) {
       return rc;
     }
   }
+  if ((rc = td_mqtt_transport.start(ctx, &s->mqtt))) {
+    td_log(TD_LOG_ERROR, "server", "action=\"starting MQTT\" port=%d ssl_port=%d err=%s", cfg->mqtt_bind_port,
+           cfg->mqtt_ssl_bind_port, td_errname(rc));
+    return rc;
+  }
   for (int i = 0; i < s->nloops; i++)
     if ((rc = td_loop_start(&s->loops[i]))) return rc;
   if ((rc = td_rule_engine_start(ctx->rules))) return rc;
@@ -173,6 +181,8 @@ static void stop(struct server *s) {
   if (ctx->db) td_dbpool_close(ctx->db);
   for (int i = 0; i < s->nloops; i++)
     if (s->loops[i].running) td_loop_stop(&s->loops[i]);
+  td_mqtt_transport.stop(s->mqtt); /* after the loops: frees the connections left */
+  s->mqtt = NULL;
   if (ctx->rules) td_rule_engine_free(ctx->rules);
   if (ctx->actors) td_actor_system_free(ctx->actors);
   if (ctx->writer) td_writer_free(ctx->writer);

@@ -33,6 +33,9 @@ struct td_write_req {
 struct td_writer_config {
   size_t max_batch_rows;   /* default 5000 */
   size_t queue_limit;      /* pending requests, default 100000 */
+  int max_delay_ms;        /* under load, commit at most once per this many ms unless max_batch_rows
+                            * are queued (the first write after an idle period goes at once);
+                            * 0 (default) = commit whatever is queued as soon as possible */
 };
 
 int td_writer_new(const struct td_store_config *scfg, const struct td_writer_config *cfg, struct td_writer **out);

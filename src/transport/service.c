@@ -12,12 +12,17 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <jansson.h>
 
 #include "base/err.h"
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/time.h"
+#include "transport/tls/tls.h"
 #include "queue/queue.h"
+#include "store/store.h"
 #include "transport/transport.h"
 
 #define NEG_TTL_MS 5000
@@ -214,8 +219,18 @@ static bool on_loop(struct td_loop *l) {
   return l->running && uv_thread_equal(&self, &l->thread);
 }
 
+/* check_type: a device found under another credentials type does not count. */
+static void check_type(struct td_auth_req *r) {
+  if (r->status == 0 && r->require_type && strcmp(r->device->info.credentials_type, r->require_type) != 0) {
+    td_device_ref_put(r->device);
+    r->device = NULL;
+    r->status = TD_EAUTH;
+  }
+}
+
 /* finish: run done on r->loop, right now if we are on it. */
 static void finish(struct td_auth_req *r) {
+  check_type(r);
   if (on_loop(r->loop)) {
     r->done(r);
   } else {
@@ -254,6 +269,7 @@ static void auth_job_done(struct td_dbjob *j) {
     td_log(TD_LOG_WARN, "transport", "action=\"device auth\" err=%s", td_errname(j->status));
     r->status = j->status == TD_EFULL ? TD_EFULL : TD_EIO;
   }
+  check_type(r);
   r->done(r);
 }
 
@@ -319,4 +335,225 @@ struct td_msg *td_transport_device_msg(const struct td_device_ref *d, const char
   memset(&zero, 0, sizeof zero);
   const struct td_uuid *cust = td_uuid_is_null(&d->info.customer_id) ? &zero : &d->info.customer_id;
   return td_msg_new(type, &orig, &d->info.tenant_id, cust, md, n, TD_MSG_DATA_JSON, data, data_len);
+}
+
+/* ---- payloads -> TbMsgs (shared by the device transports) ---- */
+
+struct td_payload_opts td_transport_payload_opts(const struct td_ctx *ctx) {
+  struct td_payload_opts o = {.type_cast = true, .max_string_len = 0, .max_depth = 32};
+  if (ctx && ctx->cfg) {
+    o.type_cast = ctx->cfg->json_type_cast_enabled;
+    o.max_string_len = ctx->cfg->json_max_string_value_length;
+  }
+  return o;
+}
+
+int td_transport_telemetry_msgs(const struct td_device_ref *d, const struct td_payload_opts *o, const char *p,
+                                size_t len, int64_t now_ms, struct td_arena *a, struct td_msg ***msgs, size_t *nout,
+                                char *err, size_t errlen) {
+  struct td_ts_group *g;
+  size_t ng;
+  *msgs = NULL;
+  *nout = 0;
+  int rc = td_payload_telemetry(p, len, o, a, &g, &ng, err, errlen);
+  if (rc) return rc == TD_ENOMEM ? TD_ENOMEM : TD_EPROTO;
+  struct td_msg **m = ng ? td_arena_alloc(a, ng * sizeof *m) : NULL;
+  if (ng && !m) return TD_ENOMEM;
+  size_t n = 0;
+  struct td_buf b;
+  td_buf_init(&b, 0);
+  for (size_t i = 0; i < ng; i++) {
+    if (g[i].n == 0) continue;
+    char tsb[32];
+    snprintf(tsb, sizeof tsb, "%" PRId64, g[i].has_ts ? g[i].ts : now_ms);
+    struct td_msg_md md = {"ts", tsb};
+    td_buf_reset(&b);
+    if (td_payload_kvs_json(g[i].kvs, g[i].n, &b) ||
+        !(m[n] = td_transport_device_msg(d, TD_MSG_POST_TELEMETRY, &md, 1, b.data, b.len))) {
+      for (size_t k = 0; k < n; k++) td_msg_unref(m[k]);
+      td_buf_deinit(&b);
+      return TD_ENOMEM;
+    }
+    n++;
+  }
+  td_buf_deinit(&b);
+  *msgs = m;
+  *nout = n;
+  return 0;
+}
+
+int td_transport_attributes_msg(const struct td_device_ref *d, const struct td_payload_opts *o, const char *p,
+                                size_t len, struct td_arena *a, struct td_msg **out, char *err, size_t errlen) {
+  struct td_kv *kvs;
+  size_t n;
+  *out = NULL;
+  int rc = td_payload_attributes(p, len, o, a, &kvs, &n, err, errlen);
+  if (rc) return rc == TD_ENOMEM ? TD_ENOMEM : TD_EPROTO;
+  struct td_buf b;
+  td_buf_init(&b, 0);
+  struct td_msg_md md = {"notifyDevice", "false"};
+  if (!td_payload_kvs_json(kvs, n, &b))
+    *out = td_transport_device_msg(d, TD_MSG_POST_ATTRIBUTES, &md, 1, b.data, b.len);
+  td_buf_deinit(&b);
+  return *out ? 0 : TD_ENOMEM;
+}
+
+/* ---- attribute requests ---- */
+
+int td_transport_split_keys(struct td_arena *a, const char *s, const char ***out, size_t *n) {
+  size_t cap = 1;
+  for (const char *q = s; *q; q++) cap += *q == ',';
+  const char **k = td_arena_alloc(a, cap * sizeof *k);
+  if (!k) return TD_ENOMEM;
+  *n = 0;
+  while (*s) {
+    const char *e = strchr(s, ',');
+    size_t len = e ? (size_t)(e - s) : strlen(s);
+    const char *b = s;
+    size_t l = len;
+    while (l && (*b == ' ' || *b == '\t')) {
+      b++;
+      l--;
+    }
+    while (l && (b[l - 1] == ' ' || b[l - 1] == '\t')) l--;
+    if (l) {
+      if (!(k[*n] = td_arena_strndup(a, b, l))) return TD_ENOMEM;
+      (*n)++;
+    }
+    s += len;
+    if (*s == ',') s++;
+  }
+  *out = k;
+  return 0;
+}
+
+static int scope_json(struct td_buf *b, const char *name, const struct td_attr *a, size_t n, bool *first) {
+  if (n == 0) return 0; /* ThingsBoard omits an empty scope */
+  int rc = td_buf_printf(b, "%s\"%s\":{", *first ? "" : ",", name);
+  *first = false;
+  for (size_t i = 0; i < n && !rc; i++) {
+    if (i) rc = td_buf_puts(b, ",");
+    if (!rc) rc = td_buf_json_str(b, a[i].kv.key);
+    if (!rc) rc = td_buf_puts(b, ":");
+    if (!rc) rc = td_kv_append_json_value(b, &a[i].kv);
+  }
+  if (!rc) rc = td_buf_puts(b, "}");
+  return rc;
+}
+
+int td_transport_attr_response_json(struct td_buf *b, const struct td_attr *client, size_t nclient,
+                                    const struct td_attr *shared, size_t nshared) {
+  bool first = true;
+  int rc = td_buf_puts(b, "{");
+  if (!rc) rc = scope_json(b, "client", client, nclient, &first);
+  if (!rc) rc = scope_json(b, "shared", shared, nshared, &first);
+  if (!rc) rc = td_buf_puts(b, "}");
+  return rc;
+}
+
+/* ---- MQTT basic credentials and X.509 ---- */
+
+int td_transport_auth_x509(struct td_transport_service *ts, struct td_auth_req *r) {
+  r->require_type = "X509_CERTIFICATE";
+  return td_transport_auth(ts, r);
+}
+
+enum { BASIC_PAIR = 1, BASIC_USERNAME, BASIC_CLIENT };
+
+/* str_eq: a JSON string field of v equals s ("" when absent or null). */
+static bool field_eq(json_t *v, const char *key, const char *s) {
+  const char *f = json_string_value(json_object_get(v, key));
+  return strcmp(f ? f : "", s) == 0;
+}
+
+/* password_ok: the stored password is empty/absent, or equal to what was sent. */
+static bool password_ok(json_t *v, const struct td_basic_auth_req *r) {
+  const char *f = json_string_value(json_object_get(v, "password"));
+  if (!f || !*f) return true;
+  if (!r->has_password) return false;
+  size_t a = strlen(f), b = strlen(r->password);
+  unsigned char diff = a != b;
+  for (size_t i = 0; i < a && i < b; i++) diff |= (unsigned char)(f[i] ^ r->password[i]);
+  return diff == 0;
+}
+
+static void basic_lookup(struct td_basic_auth_req *r, int step);
+
+static void basic_finish(struct td_basic_auth_req *r, int status, struct td_device_ref *d) {
+  r->status = status;
+  r->device = status == 0 ? d : NULL;
+  if (status != 0) td_device_ref_put(d);
+  r->done(r);
+}
+
+static void basic_step_done(struct td_auth_req *a) {
+  struct td_basic_auth_req *r = td_container_of(a, struct td_basic_auth_req, a);
+  struct td_device_ref *d = a->device;
+  a->device = NULL;
+  if (a->status == TD_EAUTH) {
+    if (r->step == BASIC_PAIR) basic_lookup(r, BASIC_USERNAME);
+    else basic_finish(r, TD_EAUTH, NULL);
+    return;
+  }
+  if (a->status) {
+    basic_finish(r, a->status, NULL);
+    return;
+  }
+  const char *type = d->info.credentials_type;
+  if (r->step == BASIC_USERNAME && !strcmp(type, "ACCESS_TOKEN")) {
+    basic_finish(r, 0, d); /* access token as user name: the password is ignored */
+    return;
+  }
+  if (strcmp(type, "MQTT_BASIC") != 0) {
+    basic_finish(r, TD_EAUTH, d);
+    return;
+  }
+  json_t *v = json_loads(d->info.credentials_value, 0, NULL);
+  int st = TD_EAUTH;
+  bool ids = json_is_object(v) && field_eq(v, "clientId", r->step == BASIC_USERNAME ? "" : r->client_id) &&
+             field_eq(v, "userName", r->step == BASIC_CLIENT ? "" : r->username);
+  if (ids && (r->step == BASIC_CLIENT || password_ok(v, r))) st = 0;
+  json_decref(v);
+  /* found by clientId|userName but the ids differ (a hash collision or stale
+   * data): fall back to the user name, as ThingsBoard does */
+  if (st && !ids && r->step == BASIC_PAIR) {
+    td_device_ref_put(d);
+    basic_lookup(r, BASIC_USERNAME);
+    return;
+  }
+  basic_finish(r, st, d);
+}
+
+static void basic_lookup(struct td_basic_auth_req *r, int step) {
+  r->step = step;
+  memset(&r->a, 0, sizeof r->a);
+  r->a.loop = r->loop;
+  r->a.done = basic_step_done;
+  int rc = 0;
+  if (step == BASIC_PAIR) {
+    char joined[sizeof r->client_id + sizeof r->username + 1];
+    int n = snprintf(joined, sizeof joined, "%s|%s", r->client_id, r->username);
+    rc = td_sha3_256_hex(joined, (size_t)n, r->a.credentials_id);
+  } else if (step == BASIC_CLIENT) {
+    rc = td_sha3_256_hex(r->client_id, strlen(r->client_id), r->a.credentials_id);
+  } else {
+    snprintf(r->a.credentials_id, sizeof r->a.credentials_id, "%s", r->username);
+  }
+  if (rc) {
+    basic_finish(r, TD_EIO, NULL);
+    return;
+  }
+  td_transport_auth(r->ts_, &r->a);
+}
+
+int td_transport_auth_basic(struct td_transport_service *ts, struct td_basic_auth_req *r) {
+  r->ts_ = ts;
+  r->status = 0;
+  r->device = NULL;
+  r->client_id[sizeof r->client_id - 1] = r->username[sizeof r->username - 1] = '\0';
+  r->password[sizeof r->password - 1] = '\0';
+  if (r->has_username && r->username[0]) basic_lookup(r, r->client_id[0] ? BASIC_PAIR : BASIC_USERNAME);
+  else if (r->client_id[0] && !r->has_password) basic_lookup(r, BASIC_CLIENT);
+  else basic_finish(r, TD_EAUTH, NULL);
+  return 0;
 }

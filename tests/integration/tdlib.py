@@ -105,6 +105,8 @@ class Server:
         self.extra_env = dict(env or {})
         self.args = list(args or [])
         self.port = free_port()
+        self.mqtt_port = free_port()
+        self.mqtt_ssl_port = free_port()  # the TLS listener starts only with MQTT_SSL_PEM_CERT set
         self.base = "http://127.0.0.1:%d" % self.port
         self.proc = None
         self.log_path = os.path.join(self.tmp, "thingsd.log")
@@ -120,8 +122,9 @@ class Server:
         e.update({
             "HTTP_BIND_ADDRESS": "127.0.0.1",
             "HTTP_BIND_PORT": str(self.port),
-            "MQTT_BIND_PORT": "0",
-            "MQTT_SSL_BIND_PORT": "0",
+            "MQTT_BIND_ADDRESS": "127.0.0.1",
+            "MQTT_BIND_PORT": str(self.mqtt_port),
+            "MQTT_SSL_BIND_PORT": str(self.mqtt_ssl_port),
             "COAP_BIND_PORT": "0",
             "COAP_DTLS_BIND_PORT": "0",
             "LWM2M_BIND_PORT": "0",

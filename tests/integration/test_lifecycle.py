@@ -98,7 +98,11 @@ def udp_ports(pid):
 
 
 def test_port_zero_disables_listeners(make_server):
-    # the fixture sets MQTT/MQTTS/CoAP/CoAPS/LwM2M ports to 0: only HTTP may listen
+    # the fixture sets CoAP/CoAPS/LwM2M ports to 0 and gives MQTT a port (MQTTS
+    # starts only with a certificate): HTTP and MQTT listen
     s = make_server()
+    assert listening_ports(s.proc.pid) == {s.port, s.mqtt_port}
+    s.stop()
+    s = make_server(env={"MQTT_BIND_PORT": "0"})
     assert listening_ports(s.proc.pid) == {s.port}
     assert udp_ports(s.proc.pid) == set()

@@ -7,16 +7,20 @@
  * The write goes to the batched writer: Success after the commit, Failure on
  * error. notifyDevice (bool or the string "true"/"false", as 3.x exports
  * have it), sendAttributesUpdatedNotification and
- * updateAttributesOnlyOnValueChange are accepted; notifications need device
- * sessions and come with them. */
+ * updateAttributesOnlyOnValueChange are accepted. With scope SHARED_SCOPE on
+ * a device and notifyDevice true (configuration, or metadata notifyDevice
+ * "true"), the saved attributes are pushed to the device's subscribed
+ * sessions after the commit (td_core_attributes_changed). */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "base/arena.h"
 #include "base/err.h"
+#include "base/log.h"
 #include "base/time.h"
 #include "core/ctx.h"
+#include "core/device_session.h"
 #include "core/payload.h"
 #include "store/writer.h"
 #include "rule/rule_node.h"
@@ -30,7 +34,26 @@ struct job {
   struct td_write_req req;
   struct td_rule_async *h;
   struct td_arena arena;
+  struct td_ctx *ctx;        /* non-NULL: push the shared attributes to the device */
+  struct td_uuid tenant_id;
 };
+
+/* notify: {"k":v,...} to the device's sessions subscribed to attributes. */
+static void notify(struct job *j) {
+  struct td_buf b;
+  td_buf_init(&b, 0);
+  int rc = td_buf_puts(&b, "{");
+  for (size_t i = 0; i < j->req.n && !rc; i++) {
+    if (i) rc = td_buf_puts(&b, ",");
+    if (!rc) rc = td_buf_json_str(&b, j->req.kvs[i].key);
+    if (!rc) rc = td_buf_puts(&b, ":");
+    if (!rc) rc = td_kv_append_json_value(&b, &j->req.kvs[i]);
+  }
+  if (!rc) rc = td_buf_puts(&b, "}");
+  if (!rc) rc = td_core_attributes_changed(j->ctx, &j->tenant_id, &j->req.entity.id, b.data, b.len);
+  if (rc) td_log_limited(1, TD_LOG_WARN, "rule", "action=\"notifying device of shared attributes\" err=%s", td_errname(rc));
+  td_buf_deinit(&b);
+}
 
 static int scope_parse(const char *s) {
   if (!s) return 0;
@@ -75,6 +98,7 @@ static int init(json_t *c, void **state, char *err, size_t errlen) {
 /* Writer thread. */
 static void done(struct td_write_req *r, int status) {
   struct job *j = td_container_of(r, struct job, req);
+  if (status == 0 && j->ctx) notify(j);
   if (status == 0) td_rule_async_success(j->h);
   else td_rule_async_failure(j->h, td_strerror(status));
   td_arena_deinit(&j->arena);
@@ -127,6 +151,12 @@ static void on_msg(struct td_rule_ctx *ctx, struct td_msg *msg) {
   j->req.kvs = kvs;
   j->req.n = n;
   j->req.done = done;
+  const char *nd = td_msg_md_get(msg, "notifyDevice");
+  if (scope == TD_SCOPE_SHARED && msg->originator.type == TD_ENTITY_DEVICE &&
+      (cf->notify_device || (nd && strcmp(nd, "true") == 0))) {
+    j->ctx = ctx->td_ctx;
+    j->tenant_id = msg->tenant_id;
+  }
   j->h = td_rule_async_begin(ctx, msg);
   if (!j->h) {
     td_rule_tell_failure(ctx, msg, td_strerror(TD_ENOMEM));

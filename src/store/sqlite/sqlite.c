@@ -146,7 +146,11 @@ void sq_key_forget(struct sq *s) {
  * to write after another connection committed. So the outermost level is a
  * BEGIN IMMEDIATE, which waits for the write lock under busy_timeout. */
 int sq_sp_begin(struct sq *s) {
-  int rc;
+  /* Telemetry deferred to the commit goes in first, so that a change made
+   * here (e.g. deleting an entity's data) applies after it, as it did when
+   * every point was written at once. */
+  int rc = sq_ts_flush(s);
+  if (rc) return rc;
   if (s->tx_depth == 0 && s->savepoint_seq == 0)
     rc = sq_exec(s, "BEGIN IMMEDIATE");
   else
@@ -183,11 +187,13 @@ static int sq_begin(struct td_store *st) {
 static int sq_commit(struct td_store *st) {
   struct sq *s = sq_of(st);
   if (!s->tx_depth) return TD_EINVAL;
-  int rc = sq_exec(s, "COMMIT");
+  int rc = sq_ts_flush(s);
+  if (rc == 0) rc = sq_exec(s, "COMMIT");
   if (rc != 0) {
     sq_exec(s, "ROLLBACK");
     sq_key_forget(s);
   }
+  sq_ts_clear(s);
   s->tx_depth = 0;
   return rc;
 }
@@ -196,8 +202,10 @@ static int sq_rollback(struct td_store *st) {
   struct sq *s = sq_of(st);
   if (!s->tx_depth) return TD_EINVAL;
   s->tx_depth = 0;
-  /* Keys inserted into the dictionary in this transaction are gone again. */
+  /* Keys inserted into the dictionary in this transaction are gone again,
+   * and so is its deferred telemetry. */
   sq_key_forget(s);
+  sq_ts_clear(s);
   return sq_exec(s, "ROLLBACK");
 }
 
@@ -213,6 +221,9 @@ static void sq_close(struct td_store *st) {
     }
   }
   sq_key_forget(s);
+  sq_ts_clear(s);
+  free(s->rows);
+  free(s->latest);
   sqlite3_close_v2(s->db);
   free(s);
 }
@@ -243,7 +254,15 @@ static int sq_open(const struct td_store_config *cfg, bool migrate, struct td_st
   sqlite3_busy_timeout(s->db, cfg->busy_timeout_ms > 0 ? cfg->busy_timeout_ms : 10000);
   char pragmas[512];
   snprintf(pragmas, sizeof pragmas,
-           "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;"
+           /* 1 KiB pages (new databases only; must precede journal_mode=WAL):
+            * with 1000 devices interleaved a telemetry commit dirties about
+            * one ts_kv leaf page per (device, key), and every dirty page goes
+            * to the WAL and again to the database at the checkpoint, so bytes
+            * written scale with the page size: 4 KiB -> 1 KiB halved them
+            * (708 -> 343 MB for 1.2M rows in batches of 60000) at the same
+            * CPU, and the queue's fdatasync stalls behind those writes got
+            * rarer (>= 50 ms: 11 -> 2 per bench run). */
+           "PRAGMA page_size=1024; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;"
            "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%d;"
            /* Checkpoint every ~40 MB of WAL instead of 4 MB: each checkpoint
             * costs two fsyncs and rewrites hot pages once per checkpoint. */

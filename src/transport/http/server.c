@@ -22,6 +22,7 @@
 #include "base/log.h"
 #include "base/time.h"
 #include "transport/http/http_int.h"
+#include "transport/transport.h"
 
 #define READ_BUF 65536
 
@@ -419,30 +420,8 @@ static void on_connection(uv_stream_t *ls, int status) {
 /* ---- listeners ---- */
 
 static int listen_on(struct srv_loop *sl, const char *addr, int port, int *bound) {
-  struct sockaddr_storage ss;
-  memset(&ss, 0, sizeof ss);
-  int family;
-  if (strchr(addr, ':')) {
-    if (uv_ip6_addr(addr, port, (struct sockaddr_in6 *)&ss)) return TD_EINVAL;
-    family = AF_INET6;
-  } else {
-    if (uv_ip4_addr(addr, port, (struct sockaddr_in *)&ss)) return TD_EINVAL;
-    family = AF_INET;
-  }
-  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return TD_EIO;
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) ||
-      bind(fd, (struct sockaddr *)&ss, family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6))) {
-    td_log(TD_LOG_ERROR, "http", "action=bind address=%s port=%d err=\"%s\"", addr, port, strerror(errno));
-    close(fd);
-    return TD_EIO;
-  }
-  struct sockaddr_storage got;
-  socklen_t gl = sizeof got;
-  getsockname(fd, (struct sockaddr *)&got, &gl);
-  *bound = ntohs(family == AF_INET ? ((struct sockaddr_in *)&got)->sin_port : ((struct sockaddr_in6 *)&got)->sin6_port);
+  int fd = td_transport_listen_fd(addr, port, "http", bound);
+  if (fd < 0) return fd;
   uv_tcp_init(&sl->loop->uv, &sl->listener);
   sl->listener.data = sl;
   if (uv_tcp_open(&sl->listener, fd) || uv_listen((uv_stream_t *)&sl->listener, 1024, on_connection)) {

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "base/err.h"
@@ -830,6 +831,88 @@ static void test_transactions(void **state) {
   assert_int_equal(td_store_commit(f->st), TD_EINVAL);
 }
 
+/* Inside a transaction the SQLite backend defers telemetry to the commit
+ * (sorted ts_kv inserts, one ts_kv_latest upsert per key): the outcome must be
+ * the same as writing every point at once. */
+static void test_transaction_deferred_ts(void **state) {
+  struct fx *f = *state;
+  struct td_entity_id e = {TD_ENTITY_DEVICE}, e2 = {TD_ENTITY_DEVICE};
+  td_uuid_new(&e.id);
+  td_uuid_new(&e2.id);
+  /* a stored latest value newer than anything saved below must survive */
+  struct td_ts_point newer = {.ts = 5000, .kv = {.key = "kept", .type = TD_KV_LONG, .v.l = 50}};
+  assert_int_equal(td_store_ts_save(f->st, &e, &newer, 1, 0), 0);
+
+  assert_int_equal(td_store_begin(f->st), 0);
+  char text[16];
+  for (int i = 0; i < 5; i++) {
+    /* the caller's string is reused after each save: the store must copy */
+    snprintf(text, sizeof text, "v%d", i);
+    struct td_ts_point p[3] = {
+        {.ts = 100 + i * 10, .kv = {.key = "s", .type = TD_KV_STRING, .v.s = text}},
+        {.ts = 300 - i * 10, .kv = {.key = "down", .type = TD_KV_LONG, .v.l = i}},
+        {.ts = 4000, .kv = {.key = "kept", .type = TD_KV_LONG, .v.l = i}},
+    };
+    assert_int_equal(td_store_ts_save(f->st, i % 2 ? &e2 : &e, p, 3, 0), 0);
+    strcpy(text, "XXXX");
+  }
+  /* the same (entity, key, ts) twice: the later point wins, in ts_kv and latest */
+  struct td_ts_point tie1 = {.ts = 900, .kv = {.key = "tie", .type = TD_KV_LONG, .v.l = 1}};
+  struct td_ts_point tie2 = {.ts = 900, .kv = {.key = "tie", .type = TD_KV_DOUBLE, .v.d = 2.5}};
+  assert_int_equal(td_store_ts_save(f->st, &e, &tie1, 1, 0), 0);
+  assert_int_equal(td_store_ts_save(f->st, &e, &tie2, 1, 0), 0);
+  /* reads inside the transaction see the deferred points */
+  int64_t cnt;
+  assert_int_equal(td_store_ts_count(f->st, &e, &cnt), 0);
+  assert_int_equal(cnt, 3 + 3 + 2 + 1); /* i = 0, 2, 4: s, down, kept (one row at 4000, one at 5000), tie */
+  assert_int_equal(td_store_commit(f->st), 0);
+
+  struct td_ts_point *out;
+  size_t n;
+  const char *ks[] = {"s", "down", "kept", "tie"};
+  assert_int_equal(td_store_ts_latest(f->st, &e, ks, 4, &f->arena, &out, &n), 0);
+  assert_int_equal(n, 4);
+  assert_int_equal(out[0].ts, 140); /* i = 4 */
+  assert_int_equal(out[0].kv.type, TD_KV_STRING);
+  assert_string_equal(out[0].kv.v.s, "v4");
+  assert_int_equal(out[1].ts, 300); /* i = 0: the newest, though saved first */
+  assert_int_equal(out[1].kv.v.l, 0);
+  assert_int_equal(out[2].ts, 5000); /* only forward */
+  assert_int_equal(out[2].kv.v.l, 50);
+  assert_int_equal(out[3].kv.type, TD_KV_DOUBLE);
+  assert_true(out[3].kv.v.d == 2.5);
+  assert_int_equal(td_store_ts_latest(f->st, &e2, ks, 2, &f->arena, &out, &n), 0);
+  assert_int_equal(n, 2);
+  assert_string_equal(out[0].kv.v.s, "v3");
+  assert_int_equal(out[1].ts, 290);
+  struct td_ts_query q = {.key = "tie", .start_ts = 0, .end_ts = 10000, .agg = TD_AGG_NONE};
+  assert_int_equal(td_store_ts_query(f->st, &e, &q, &f->arena, &out, &n), 0);
+  assert_int_equal(n, 1);
+  assert_int_equal(out[0].kv.type, TD_KV_DOUBLE);
+  q.key = "s";
+  assert_int_equal(td_store_ts_query(f->st, &e, &q, &f->arena, &out, &n), 0);
+  assert_int_equal(n, 3);
+  assert_string_equal(out[0].kv.v.s, "v0");
+  assert_string_equal(out[2].kv.v.s, "v4");
+
+  /* deleting inside the transaction applies after the deferred points */
+  assert_int_equal(td_store_begin(f->st), 0);
+  struct td_ts_point later = {.ts = 6000, .kv = {.key = "down", .type = TD_KV_LONG, .v.l = 7}};
+  assert_int_equal(td_store_ts_save(f->st, &e2, &later, 1, 0), 0);
+  const char *kd[] = {"down"};
+  assert_int_equal(td_store_ts_delete(f->st, &e2, kd, 1, true, 0, 0, true, false), 0);
+  assert_int_equal(td_store_commit(f->st), 0);
+  assert_int_equal(td_store_ts_latest(f->st, &e2, kd, 1, &f->arena, &out, &n), 0);
+  assert_int_equal(n, 0);
+
+  /* a rollback drops them */
+  assert_int_equal(td_store_begin(f->st), 0);
+  assert_int_equal(td_store_ts_save(f->st, &e2, &later, 1, 0), 0);
+  assert_int_equal(td_store_rollback(f->st), 0);
+  assert_int_equal(td_store_ts_latest(f->st, &e2, kd, 1, &f->arena, &out, &n), 0);
+  assert_int_equal(n, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_migrations_idempotent),
@@ -843,6 +926,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_attributes, setup, teardown),
       cmocka_unit_test_setup_teardown(test_timeseries, setup, teardown),
       cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_transaction_deferred_ts, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
