@@ -76,14 +76,39 @@ def test_shared_attribute_update_pushed(server):
     d = connect(server, tok)
     try:
         assert d.sub("v1/devices/me/attributes") == [1]
-        time.sleep(0.2)  # the subscription reaches the device actor asynchronously
-        r = server.api("POST", attr_url(did, "/attributes/SHARED_SCOPE"), TENANT, json={"setpoint": 21.5})
-        assert r.status_code == 200
-        topic, payload = d.next_msg()
+        # the subscription reaches the device actor asynchronously after SUBACK:
+        # write until a push arrives (each write is a new value)
+        n = [0]
+
+        def write_and_receive():
+            n[0] += 1
+            r = server.api("POST", attr_url(did, "/attributes/SHARED_SCOPE"), TENANT, json={"setpoint": n[0] + 0.5})
+            assert r.status_code == 200
+            try:
+                return d.msgs.get(timeout=1)
+            except Exception:  # noqa: BLE001 - not yet
+                return None
+        topic, payload = wait_until(write_and_receive, timeout=20, what="shared attribute push")
         assert topic == "v1/devices/me/attributes"
-        assert json.loads(payload) == {"setpoint": 21.5}
+        assert json.loads(payload) == {"setpoint": n[0] + 0.5}
     finally:
         d.close()
+
+
+def rpc_twoway(server, did, body, answer):
+    """REST two-way RPC answered by answer(); retried while the device's
+    subscription may not have reached its actor yet (504/409)."""
+    import threading
+
+    def attempt():
+        res = {}
+        t = threading.Thread(target=lambda: res.update(r=server.api("POST", "/api/rpc/twoway/%s" % did, TENANT,
+                                                                     json=dict(body, timeout=3000))))
+        t.start()
+        answer()
+        t.join(30)
+        return res["r"] if res["r"].status_code == 200 else None
+    return wait_until(attempt, timeout=30, interval=0.1, what="two-way RPC")
 
 
 def test_server_rpc_twoway(server):
@@ -91,23 +116,18 @@ def test_server_rpc_twoway(server):
     d = connect(server, tok)
     try:
         assert d.sub("v1/devices/me/rpc/request/+") == [1]
-        time.sleep(0.2)
-        import threading
-        res = {}
 
-        def call():
-            res["r"] = server.api("POST", "/api/rpc/twoway/%s" % did, TENANT,
-                                  json={"method": "getTemp", "params": {"unit": "C"}, "timeout": 10000})
-        t = threading.Thread(target=call)
-        t.start()
-        topic, payload = d.next_msg()
-        assert topic.startswith("v1/devices/me/rpc/request/")
-        rid = int(topic.rsplit("/", 1)[1])
-        assert json.loads(payload) == {"method": "getTemp", "params": {"unit": "C"}}
-        d.pub("v1/devices/me/rpc/response/%d" % rid, {"temp": 36.6})
-        t.join(20)
-        assert res["r"].status_code == 200, res["r"].text
-        assert res["r"].json() == {"temp": 36.6}
+        def answer():
+            try:
+                topic, payload = d.msgs.get(timeout=4)
+            except Exception:  # noqa: BLE001 - not delivered this time
+                return
+            assert topic.startswith("v1/devices/me/rpc/request/")
+            rid = int(topic.rsplit("/", 1)[1])
+            assert json.loads(payload) == {"method": "getTemp", "params": {"unit": "C"}}
+            d.pub("v1/devices/me/rpc/response/%d" % rid, {"temp": 36.6})
+        r = rpc_twoway(server, did, {"method": "getTemp", "params": {"unit": "C"}}, answer)
+        assert r.json() == {"temp": 36.6}
     finally:
         d.close()
 
@@ -264,10 +284,10 @@ def test_mosquitto_sub_gets_rpc(server):
                           "-t", "v1/devices/me/rpc/request/+", "-C", "1", "-v"], stdout=subprocess.PIPE)
     try:
         def oneway():
+            # until mosquitto_sub's subscription is there and it got one request
             r = server.api("POST", "/api/rpc/oneway/%s" % did, TENANT, json={"method": "blink", "params": {"n": 2}})
-            return r.status_code == 200
-        time.sleep(0.5)
-        wait_until(oneway, timeout=20, interval=0.5, what="oneway RPC accepted")
+            return r.status_code == 200 and p.poll() is not None
+        wait_until(oneway, timeout=20, interval=0.3, what="oneway RPC received")
         out, _ = p.communicate(timeout=20)
         topic, payload = out.decode().strip().split(" ", 1)
         assert topic.startswith("v1/devices/me/rpc/request/")

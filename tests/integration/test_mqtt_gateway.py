@@ -2,9 +2,6 @@
 telemetry and attributes per child, attribute requests, shared attribute
 updates and RPC routed through the gateway, non-gateways refused."""
 import json
-import threading
-import time
-
 import mqttlib
 from mqttlib import V5, Raw, connect
 from tdlib import TENANT, uniq, wait_until
@@ -62,24 +59,34 @@ def test_gateway_downlink(server):
         assert g.sub("v1/gateway/rpc") == [1]
         g.pub("v1/gateway/connect", {"device": a})
         aid = child_id(server, a)
-        time.sleep(0.3)  # session open + subscriptions reach the child's actor
-        r = server.api("POST", "/api/plugins/telemetry/DEVICE/%s/attributes/SHARED_SCOPE" % aid, TENANT, json={"s": 5})
-        assert r.status_code == 200
-        topic, payload = g.next_msg()
+        # the child's session and subscriptions reach its actor asynchronously: write until pushed
+        n = [0]
+
+        def write_and_receive():
+            n[0] += 1
+            r = server.api("POST", "/api/plugins/telemetry/DEVICE/%s/attributes/SHARED_SCOPE" % aid, TENANT,
+                           json={"s": n[0]})
+            assert r.status_code == 200
+            try:
+                return g.msgs.get(timeout=1)
+            except Exception:  # noqa: BLE001 - not yet
+                return None
+        topic, payload = wait_until(write_and_receive, timeout=20, what="child attribute push")
         assert topic == "v1/gateway/attributes"
-        assert json.loads(payload) == {"device": a, "data": {"s": 5}}
-        res = {}
-        t = threading.Thread(target=lambda: res.update(r=server.api(
-            "POST", "/api/rpc/twoway/%s" % aid, TENANT, json={"method": "m1", "params": {"p": 1}, "timeout": 10000})))
-        t.start()
-        topic, payload = g.next_msg()
-        assert topic == "v1/gateway/rpc"
-        req = json.loads(payload)
-        assert req["device"] == a and req["data"]["method"] == "m1" and req["data"]["params"] == {"p": 1}
-        g.pub("v1/gateway/rpc", {"device": a, "id": req["data"]["id"], "data": {"done": True}})
-        t.join(20)
-        assert res["r"].status_code == 200, res["r"].text
-        assert res["r"].json() == {"done": True}
+        assert json.loads(payload) == {"device": a, "data": {"s": n[0]}}
+
+        def answer():
+            try:
+                topic, payload = g.msgs.get(timeout=4)
+            except Exception:  # noqa: BLE001 - not delivered this time
+                return
+            assert topic == "v1/gateway/rpc"
+            req = json.loads(payload)
+            assert req["device"] == a and req["data"]["method"] == "m1" and req["data"]["params"] == {"p": 1}
+            g.pub("v1/gateway/rpc", {"device": a, "id": req["data"]["id"], "data": {"done": True}})
+        from test_mqtt_device import rpc_twoway
+        r = rpc_twoway(server, aid, {"method": "m1", "params": {"p": 1}}, answer)
+        assert r.json() == {"done": True}
     finally:
         g.close()
 

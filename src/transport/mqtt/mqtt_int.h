@@ -217,7 +217,8 @@ void mqtt_session_process(struct mconn *c);
 void mqtt_session_teardown(struct mconn *c);
 /* arm the keep-alive / connect timer. */
 void mqtt_session_arm_timer(struct mconn *c);
-/* pend_new: append a pend to c's FIFO (NULL on ENOMEM). */
+/* pend_new: append a pend to c's FIFO (NULL on ENOMEM, the connection then
+ * closes, or when it is closed already). */
 struct pend *mqtt_pend_new(struct mconn *c, uint16_t pid, int qos);
 /* pend_finish: the pend's work finished with status (0 ok); flush acks in order. */
 void mqtt_pend_finish(struct pend *p, int status, uint8_t reason);

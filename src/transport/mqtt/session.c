@@ -57,6 +57,7 @@ static void pend_free(struct pend *p) {
 }
 
 struct pend *mqtt_pend_new(struct mconn *c, uint16_t pid, int qos) {
+  if (c->closing) return NULL; /* torn down: nothing would detach the pend */
   struct pend *p = calloc(1, sizeof *p);
   if (!p) {
     mqtt_conn_close(c);
