@@ -60,15 +60,6 @@ static void answer_ok(struct devreq *d) {
   td_http_respond(d->r, 200, NULL, NULL, 0);
 }
 
-static struct td_payload_opts opts_of(const struct td_ctx *ctx) {
-  struct td_payload_opts o = {.type_cast = true, .max_string_len = 0, .max_depth = 32};
-  if (ctx->cfg) {
-    o.type_cast = ctx->cfg->json_type_cast_enabled;
-    o.max_string_len = ctx->cfg->json_max_string_value_length;
-  }
-  return o;
-}
-
 static void on_uplink(struct td_uplink_req *u) {
   struct devreq *d = td_container_of(u, struct devreq, up);
   if (u->status == 0) answer_ok(d);
@@ -101,66 +92,26 @@ static void bad_payload(struct devreq *d, int rc, const char *err) {
 
 static void do_telemetry(struct devreq *d) {
   struct td_http_req *r = d->r;
-  struct td_payload_opts o = opts_of(d->ctx);
-  struct td_ts_group *g;
-  size_t ng;
-  char err[256];
-  int rc = td_payload_telemetry(r->body, r->body_len, &o, &r->arena, &g, &ng, err, sizeof err);
-  if (rc) {
-    bad_payload(d, rc, err);
-    return;
-  }
-  struct td_msg **msgs = ng ? td_arena_alloc(&r->arena, ng * sizeof *msgs) : NULL;
-  if (ng && !msgs) {
-    answer_err(d, TD_ENOMEM);
-    return;
-  }
-  int64_t now = td_now_ms();
-  size_t n = 0;
-  struct td_buf b;
-  td_buf_init(&b, 0);
-  for (size_t i = 0; i < ng; i++) {
-    if (g[i].n == 0) continue;
-    char tsb[32];
-    snprintf(tsb, sizeof tsb, "%" PRId64, g[i].has_ts ? g[i].ts : now);
-    struct td_msg_md md = {"ts", tsb};
-    td_buf_reset(&b);
-    if (td_payload_kvs_json(g[i].kvs, g[i].n, &b) ||
-        !(msgs[n] = td_transport_device_msg(d->dev, TD_MSG_POST_TELEMETRY, &md, 1, b.data, b.len))) {
-      for (size_t k = 0; k < n; k++) td_msg_unref(msgs[k]);
-      td_buf_deinit(&b);
-      answer_err(d, TD_ENOMEM);
-      return;
-    }
-    n++;
-  }
-  td_buf_deinit(&b);
-  produce(d, msgs, n);
+  struct td_payload_opts o = td_transport_payload_opts(d->ctx);
+  struct td_msg **msgs;
+  size_t n;
+  char err[256] = "";
+  int rc = td_transport_telemetry_msgs(d->dev, &o, r->body, r->body_len, td_now_ms(), &r->arena, &msgs, &n, err,
+                                       sizeof err);
+  if (rc == TD_EPROTO || rc == TD_ENOMEM) bad_payload(d, rc, err); /* ENOMEM: the arena's cap, 413 */
+  else if (rc) answer_err(d, rc);
+  else produce(d, msgs, n);
 }
 
 static void do_attr_post(struct devreq *d) {
   struct td_http_req *r = d->r;
-  struct td_payload_opts o = opts_of(d->ctx);
-  struct td_kv *kvs;
-  size_t n;
-  char err[256];
-  int rc = td_payload_attributes(r->body, r->body_len, &o, &r->arena, &kvs, &n, err, sizeof err);
-  if (rc) {
-    bad_payload(d, rc, err);
-    return;
-  }
-  struct td_buf b;
-  td_buf_init(&b, 0);
-  struct td_msg_md md = {"notifyDevice", "false"};
-  struct td_msg *m = NULL;
-  if (!td_payload_kvs_json(kvs, n, &b))
-    m = td_transport_device_msg(d->dev, TD_MSG_POST_ATTRIBUTES, &md, 1, b.data, b.len);
-  td_buf_deinit(&b);
-  if (!m) {
-    answer_err(d, TD_ENOMEM);
-    return;
-  }
-  produce(d, &m, 1);
+  struct td_payload_opts o = td_transport_payload_opts(d->ctx);
+  struct td_msg *m;
+  char err[256] = "";
+  int rc = td_transport_attributes_msg(d->dev, &o, r->body, r->body_len, &r->arena, &m, err, sizeof err);
+  if (rc == TD_EPROTO || rc == TD_ENOMEM) bad_payload(d, rc, err); /* ENOMEM: the arena's cap, 413 */
+  else if (rc) answer_err(d, rc);
+  else produce(d, &m, 1);
 }
 
 /* ---- attribute reads ---- */
@@ -177,20 +128,6 @@ static void attr_run(struct td_dbjob *j, struct td_store *st) {
   j->status = rc;
 }
 
-static int scope_json(struct td_buf *b, const char *name, const struct td_attr *a, size_t n, bool *first) {
-  if (n == 0) return 0; /* ThingsBoard omits an empty scope */
-  int rc = td_buf_printf(b, "%s\"%s\":{", *first ? "" : ",", name);
-  *first = false;
-  for (size_t i = 0; i < n && !rc; i++) {
-    if (i) rc = td_buf_puts(b, ",");
-    if (!rc) rc = td_buf_json_str(b, a[i].kv.key);
-    if (!rc) rc = td_buf_puts(b, ":");
-    if (!rc) rc = td_kv_append_json_value(b, &a[i].kv);
-  }
-  if (!rc) rc = td_buf_puts(b, "}");
-  return rc;
-}
-
 static void attr_done(struct td_dbjob *j) {
   struct devreq *d = td_container_of(j, struct devreq, job);
   if (j->status) {
@@ -199,11 +136,7 @@ static void attr_done(struct td_dbjob *j) {
   }
   struct td_buf b;
   td_buf_init(&b, 0);
-  bool first = true;
-  int rc = td_buf_puts(&b, "{");
-  if (!rc) rc = scope_json(&b, "client", d->cattr, d->ncattr, &first);
-  if (!rc) rc = scope_json(&b, "shared", d->sattr, d->nsattr, &first);
-  if (!rc) rc = td_buf_puts(&b, "}");
+  int rc = td_transport_attr_response_json(&b, d->cattr, d->ncattr, d->sattr, d->nsattr);
   if (rc) {
     td_buf_deinit(&b);
     answer_err(d, TD_ENOMEM);
@@ -215,32 +148,6 @@ static void attr_done(struct td_dbjob *j) {
   td_http_respond_json_take(d->r, 200, td_buf_take(&b), len);
 }
 
-/* split_keys: "a, b,c" -> trimmed non-empty keys in the arena. */
-static int split_keys(struct td_arena *a, const char *s, const char ***out, size_t *n) {
-  size_t cap = 1;
-  for (const char *p = s; *p; p++) cap += *p == ',';
-  const char **k = td_arena_alloc(a, cap * sizeof *k);
-  if (!k) return TD_ENOMEM;
-  *n = 0;
-  while (*s) {
-    const char *e = strchr(s, ',');
-    size_t len = e ? (size_t)(e - s) : strlen(s);
-    const char *b = s;
-    size_t l = len;
-    while (l && (*b == ' ' || *b == '\t')) { b++; l--; }
-    while (l && (b[l - 1] == ' ' || b[l - 1] == '\t')) l--;
-    if (l) {
-      k[*n] = td_arena_strndup(a, b, l);
-      if (!k[*n]) return TD_ENOMEM;
-      (*n)++;
-    }
-    s += len;
-    if (*s == ',') s++;
-  }
-  *out = k;
-  return 0;
-}
-
 static void do_attr_get(struct devreq *d) {
   struct td_http_req *r = d->r;
   const char *ck = td_http_query_get(r, "clientKeys");
@@ -249,8 +156,8 @@ static void do_attr_get(struct devreq *d) {
   if (!has_c && !has_s) {
     d->want_client = d->want_shared = true; /* all client and shared attributes */
   } else {
-    if (has_c && split_keys(&r->arena, ck, &d->ckeys, &d->nck)) goto nomem;
-    if (has_s && split_keys(&r->arena, sk, &d->skeys, &d->nsk)) goto nomem;
+    if (has_c && td_transport_split_keys(&r->arena, ck, &d->ckeys, &d->nck)) goto nomem;
+    if (has_s && td_transport_split_keys(&r->arena, sk, &d->skeys, &d->nsk)) goto nomem;
     d->want_client = has_c && d->nck > 0;
     d->want_shared = has_s && d->nsk > 0;
   }
