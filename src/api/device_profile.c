@@ -96,6 +96,36 @@ static void delete_work(struct api_job *j, struct td_store *st) {
 }
 static void delete_profile(struct td_http_req *r) { start(r, API_TENANT, delete_work); }
 
+/* check_provision: provisioning fields (reference §1.1.9): an empty key is
+ * none; provisionType defaults to profileData.provisionConfiguration.type; the
+ * key is unique system-wide. 0, or -1 after answering 400. */
+static int check_provision(struct api_job *j, struct td_store *st, json_t *in, bool update) {
+  const char *key = api_json_str(in, "provisionDeviceKey");
+  if (key && !*key) {
+    json_object_set_new(in, "provisionDeviceKey", json_null());
+    key = NULL;
+  }
+  const char *ptype = api_json_str(in, "provisionType");
+  json_t *pc = json_object_get(json_object_get(in, "profileData"), "provisionConfiguration");
+  const char *ctype = api_json_str(pc, "type");
+  if (!ptype && ctype) json_object_set_new(in, "provisionType", json_string(ctype));
+  if (!key) return 0;
+  json_t *other = NULL;
+  int rc = td_store_device_profile_by_provision_key(st, key, &other);
+  struct td_uuid oid;
+  bool clash = rc == 0 && (!update || api_json_id(other, "id", &oid) || !td_uuid_eq(&oid, &j->id));
+  json_decref(other);
+  if (rc && rc != TD_ENOTFOUND) {
+    api_fail_rc(j, rc, NULL, NULL);
+    return -1;
+  }
+  if (clash) {
+    api_fail(j, 400, TD_TB_BAD_REQUEST_PARAMS, "Device profile with such provision device key already exists!");
+    return -1;
+  }
+  return 0;
+}
+
 static void save_work(struct api_job *j, struct td_store *st) {
   json_t *in = api_body_object(j), *out = NULL, *old = NULL;
   if (!in) return;
@@ -119,6 +149,7 @@ static void save_work(struct api_job *j, struct td_store *st) {
     json_object_set_new(in, "default", json_false());
   }
   api_json_set_id(in, "tenantId", TD_ENTITY_TENANT, &j->me.tenant_id);
+  if (check_provision(j, st, in, idrc == 0)) goto out;
   api_device_profile_defaults(in);
   int rc = td_store_device_profile_save(st, in, &out);
   if (rc == TD_EEXIST) api_fail(j, 400, TD_TB_BAD_REQUEST_PARAMS, "Device profile with such name already exists!");

@@ -68,6 +68,7 @@ FWD(device_profile_save, (struct td_store *st, json_t *in, json_t **out), (st, i
 FWD(device_profile_get, (struct td_store *st, const struct td_uuid *id, json_t **out), (st, id, out))
 FWD(device_profile_by_name, (struct td_store *st, const struct td_uuid *tenant_id, const char *name, json_t **out),
     (st, tenant_id, name, out))
+FWD(device_profile_by_provision_key, (struct td_store *st, const char *key, json_t **out), (st, key, out))
 FWD(device_profile_default, (struct td_store *st, const struct td_uuid *tenant_id, json_t **out), (st, tenant_id, out))
 FWD(device_profile_set_default, (struct td_store *st, const struct td_uuid *id), (st, id))
 FWD(device_profile_delete, (struct td_store *st, const struct td_uuid *id), (st, id))

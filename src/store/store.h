@@ -107,6 +107,9 @@ int td_store_user_credentials_by_activate_token(struct td_store *st, const char 
 int td_store_device_profile_save(struct td_store *st, json_t *in, json_t **out);
 int td_store_device_profile_get(struct td_store *st, const struct td_uuid *id, json_t **out);
 int td_store_device_profile_by_name(struct td_store *st, const struct td_uuid *tenant_id, const char *name, json_t **out);
+/* td_store_device_profile_by_provision_key: the profile (any tenant) whose
+ * provisionDeviceKey is key; TD_ENOTFOUND. */
+int td_store_device_profile_by_provision_key(struct td_store *st, const char *key, json_t **out);
 int td_store_device_profile_default(struct td_store *st, const struct td_uuid *tenant_id, json_t **out);
 /* td_store_device_profile_set_default: makes it the tenant's only default. */
 int td_store_device_profile_set_default(struct td_store *st, const struct td_uuid *id);

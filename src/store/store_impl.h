@@ -48,6 +48,7 @@ struct td_store_ops {
   int (*device_profile_save)(struct td_store *st, json_t *in, json_t **out);
   int (*device_profile_get)(struct td_store *st, const struct td_uuid *id, json_t **out);
   int (*device_profile_by_name)(struct td_store *st, const struct td_uuid *tenant_id, const char *name, json_t **out);
+  int (*device_profile_by_provision_key)(struct td_store *st, const char *key, json_t **out);
   int (*device_profile_default)(struct td_store *st, const struct td_uuid *tenant_id, json_t **out);
   int (*device_profile_set_default)(struct td_store *st, const struct td_uuid *id);
   int (*device_profile_delete)(struct td_store *st, const struct td_uuid *id);

@@ -20,6 +20,7 @@
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/time.h"
+#include "core/auth.h"
 #include "transport/tls/tls.h"
 #include "queue/queue.h"
 #include "store/store.h"
@@ -556,4 +557,266 @@ int td_transport_auth_basic(struct td_transport_service *ts, struct td_basic_aut
   else if (r->client_id[0] && !r->has_password) basic_lookup(r, BASIC_CLIENT);
   else basic_finish(r, TD_EAUTH, NULL);
   return 0;
+}
+
+/* ---- device provisioning (reference §1.1.9) ----
+ * On a storage thread: find the profile by provisionDeviceKey, check the
+ * secret and the profile's provisionType, create the device with the asked
+ * credentials (ALLOW_CREATE_NEW_DEVICES) or hand out an existing device's
+ * (CHECK_PRE_PROVISIONED_DEVICES), and mark it with the server attribute
+ * provisionState="provisioned" (a second attempt on it then fails). Not done:
+ * the PROVISION_SUCCESS/FAILURE and ENTITY_CREATED TbMsgs. */
+
+#define PROV_NOT_FOUND "{\"errorMsg\":\"Provision data was not found!\",\"status\":\"NOT_FOUND\"}"
+#define PROV_FAILURE "{\"errorMsg\":\"Failed to provision device!\",\"status\":\"FAILURE\"}"
+
+/* json_id_field: o[key] = {"entityType","id"} -> *u. 0 or TD_EINVAL. */
+static int json_id_field(json_t *o, const char *key, struct td_uuid *u) {
+  const char *s = json_string_value(json_object_get(json_object_get(o, key), "id"));
+  return s ? td_uuid_parse(s, u) : TD_EINVAL;
+}
+static int ent_id(json_t *o, struct td_uuid *u) { return json_id_field(o, "id", u); }
+
+/* prov_str: a JSON string field, NULL when absent, not a string, or empty. */
+static const char *prov_str(json_t *o, const char *key) {
+  const char *s = json_string_value(json_object_get(o, key));
+  return s && *s ? s : NULL;
+}
+
+/* prov_success: the SUCCESS answer for stored credentials c. */
+static json_t *prov_success(json_t *c) {
+  const char *type = json_string_value(json_object_get(c, "credentialsType"));
+  json_t *val;
+  if (type && !strcmp(type, "ACCESS_TOKEN")) {
+    val = json_incref(json_object_get(c, "credentialsId"));
+  } else {
+    const char *s = json_string_value(json_object_get(c, "credentialsValue"));
+    val = type && !strcmp(type, "MQTT_BASIC") && s ? json_loads(s, 0, NULL) : NULL;
+    if (!val) val = s ? json_string(s) : json_null();
+  }
+  return json_pack("{s:o, s:s, s:s}", "credentialsValue", val ? val : json_null(), "credentialsType",
+                   type ? type : "ACCESS_TOKEN", "status", "SUCCESS");
+}
+
+/* prov_credentials: the credentials JSON (without deviceId) the request asks
+ * for: ACCESS_TOKEN (given or random token), MQTT_BASIC (credentialsId by
+ * reference §1.0.1) or X509_CERTIFICATE ("hash" = the certificate). NULL when
+ * the request is unusable. */
+static json_t *prov_credentials(json_t *req) {
+  const char *type = prov_str(req, "credentialsType");
+  if (!type) type = "ACCESS_TOKEN";
+  char hex[65];
+  if (!strcmp(type, "ACCESS_TOKEN")) {
+    char tok[21];
+    const char *t = prov_str(req, "token");
+    if (!t) {
+      if (td_auth_random_token(tok, sizeof tok)) return NULL;
+      t = tok;
+    }
+    if (strlen(t) > 255 || strchr(t, ' ')) return NULL;
+    return json_pack("{s:s, s:s, s:n}", "credentialsType", type, "credentialsId", t, "credentialsValue");
+  }
+  if (!strcmp(type, "MQTT_BASIC")) {
+    const char *cl = prov_str(req, "clientId"), *un = prov_str(req, "username"), *pw = prov_str(req, "password");
+    if (!un) un = prov_str(req, "userName");
+    if ((!cl && !un) || (cl && !un && pw)) return NULL;
+    if ((cl && strlen(cl) > 255) || (un && strlen(un) > 255)) return NULL;
+    const char *id;
+    if (!cl) {
+      id = un;
+    } else {
+      char joined[520];
+      int n = snprintf(joined, sizeof joined, "%s%s%s", cl, un ? "|" : "", un ? un : "");
+      if (td_sha3_256_hex(joined, (size_t)n, hex)) return NULL;
+      id = hex;
+    }
+    json_t *v = json_pack("{s:s?, s:s?, s:s?}", "clientId", cl, "userName", un, "password", pw);
+    char *vs = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    json_t *c = vs ? json_pack("{s:s, s:s, s:s}", "credentialsType", type, "credentialsId", id, "credentialsValue", vs)
+                   : NULL;
+    free(vs);
+    return c;
+  }
+  if (!strcmp(type, "X509_CERTIFICATE")) {
+    const char *h = prov_str(req, "hash");
+    if (!h || td_sha3_256_hex(h, strlen(h), hex)) return NULL;
+    return json_pack("{s:s, s:s, s:s}", "credentialsType", type, "credentialsId", hex, "credentialsValue", h);
+  }
+  return NULL;
+}
+
+/* prov_mark: server attribute provisionState="provisioned". */
+static int prov_mark(struct td_store *st, const struct td_uuid *device_id) {
+  struct td_entity_id e = {.type = TD_ENTITY_DEVICE, .id = *device_id};
+  struct td_kv kv = {.key = "provisionState", .type = TD_KV_STRING, .v.s = "provisioned"};
+  return td_store_attributes_save(st, &e, TD_SCOPE_SERVER, &kv, 1, td_now_ms());
+}
+
+/* prov_create: ALLOW_CREATE_NEW_DEVICES. *resp set, or an I/O error. */
+static int prov_create(struct td_store *st, struct td_transport_service *ts, json_t *req, json_t *prof,
+                       const struct td_uuid *tenant, const char *name, json_t **resp) {
+  json_t *d = NULL, *cred = NULL, *c = NULL;
+  int rc = td_store_device_by_name(st, tenant, name, &d);
+  json_decref(d);
+  d = NULL;
+  if (rc != TD_ENOTFOUND) {
+    if (rc == 0) *resp = json_loads(PROV_FAILURE, 0, NULL);
+    return rc == 0 ? 0 : rc;
+  }
+  if (!(c = prov_credentials(req))) {
+    *resp = json_loads(PROV_FAILURE, 0, NULL);
+    return 0;
+  }
+  char cid[TD_UUID_STR_LEN + 1];
+  td_uuid_fmt(td_uuid_null(), cid);
+  json_t *in = json_pack("{s:s, s:O, s:O, s:O, s:{s:s,s:s}, s:{s:b}}", "name", name, "type",
+                         json_object_get(prof, "name"), "deviceProfileId", json_object_get(prof, "id"), "tenantId",
+                         json_object_get(prof, "tenantId"), "customerId", "entityType", "CUSTOMER", "id", cid,
+                         "additionalInfo", "gateway", json_is_true(json_object_get(req, "gateway")));
+  if (!in) {
+    json_decref(c);
+    return TD_ENOMEM;
+  }
+  rc = td_store_begin(st);
+  if (rc) goto out;
+  rc = td_store_device_save(st, in, &d);
+  if (rc == 0) {
+    json_object_set(c, "deviceId", json_object_get(d, "id"));
+    rc = td_store_device_credentials_save(st, c, &cred);
+  }
+  struct td_uuid did;
+  if (rc == 0 && ent_id(d, &did)) rc = TD_EIO;
+  if (rc == 0) rc = prov_mark(st, &did);
+  if (rc == 0) rc = td_store_commit(st);
+  if (rc) {
+    td_store_rollback(st);
+    if (rc == TD_EEXIST) { /* the name or the credentials are taken */
+      *resp = json_loads(PROV_FAILURE, 0, NULL);
+      rc = 0;
+    }
+    goto out;
+  }
+  /* a negative cache entry for these credentials may exist */
+  td_transport_invalidate(ts, json_string_value(json_object_get(c, "credentialsId")));
+  *resp = prov_success(cred);
+out:
+  json_decref(in);
+  json_decref(c);
+  json_decref(d);
+  json_decref(cred);
+  return rc;
+}
+
+/* prov_existing: CHECK_PRE_PROVISIONED_DEVICES. */
+static int prov_existing(struct td_store *st, json_t *req, json_t *prof, const struct td_uuid *tenant,
+                         const char *name, json_t **resp) {
+  json_t *d = NULL, *cred = NULL;
+  struct td_uuid did, dpid, pid;
+  struct td_arena a;
+  td_arena_init(&a, 1 << 16);
+  int rc = td_store_device_by_name(st, tenant, name, &d);
+  if (rc == TD_ENOTFOUND || (rc == 0 && (ent_id(d, &did) || json_id_field(d, "deviceProfileId", &dpid) ||
+                                         ent_id(prof, &pid) || !td_uuid_eq(&dpid, &pid)))) {
+    *resp = json_loads(PROV_NOT_FOUND, 0, NULL);
+    rc = 0;
+    goto out;
+  }
+  if (rc == 0) rc = td_store_device_credentials_by_device(st, &did, &cred);
+  if (rc) goto out;
+  const char *want = prov_str(req, "credentialsType");
+  const char *have = json_string_value(json_object_get(cred, "credentialsType"));
+  struct td_entity_id e = {.type = TD_ENTITY_DEVICE, .id = did};
+  const char *key = "provisionState";
+  struct td_attr *attrs = NULL;
+  size_t n = 0;
+  rc = td_store_attributes_get(st, &e, TD_SCOPE_SERVER, &key, 1, &a, &attrs, &n);
+  if (rc) goto out;
+  bool done = n == 1 && attrs[0].kv.type == TD_KV_STRING && !strcmp(attrs[0].kv.v.s, "provisioned");
+  if (done || !have || strcmp(have, want ? want : "ACCESS_TOKEN") != 0) {
+    *resp = json_loads(PROV_FAILURE, 0, NULL);
+    goto out;
+  }
+  rc = prov_mark(st, &did);
+  if (rc == 0) *resp = prov_success(cred);
+out:
+  td_arena_deinit(&a);
+  json_decref(d);
+  json_decref(cred);
+  return rc;
+}
+
+int td_transport_provision_run(struct td_store *st, struct td_transport_service *ts, const char *request,
+                               size_t len, char **response) {
+  *response = NULL;
+  json_t *req = json_loadb(request, len, 0, NULL), *prof = NULL, *resp = NULL;
+  if (!json_is_object(req)) {
+    json_decref(req);
+    return TD_EPROTO;
+  }
+  int rc = 0;
+  const char *key = prov_str(req, "provisionDeviceKey"), *secret = prov_str(req, "provisionDeviceSecret");
+  if (key && secret) rc = td_store_device_profile_by_provision_key(st, key, &prof);
+  if (rc == TD_ENOTFOUND) rc = 0;
+  if (rc) goto out;
+  json_t *pc = json_object_get(json_object_get(prof, "profileData"), "provisionConfiguration");
+  const char *psecret = prov_str(pc, "provisionDeviceSecret");
+  const char *ptype = prov_str(prof, "provisionType");
+  if (!ptype) ptype = prov_str(pc, "type");
+  struct td_uuid tenant;
+  if (!prof || !psecret || strcmp(psecret, secret) != 0 || !ptype || json_id_field(prof, "tenantId", &tenant)) {
+    resp = json_loads(PROV_NOT_FOUND, 0, NULL);
+    goto out;
+  }
+  char rnd[21];
+  const char *name = prov_str(req, "deviceName");
+  if (!name) {
+    if (td_auth_random_token(rnd, sizeof rnd)) {
+      rc = TD_EIO;
+      goto out;
+    }
+    name = rnd;
+  }
+  if (strlen(name) > 255) resp = json_loads(PROV_FAILURE, 0, NULL);
+  else if (!strcmp(ptype, "ALLOW_CREATE_NEW_DEVICES")) rc = prov_create(st, ts, req, prof, &tenant, name, &resp);
+  else if (!strcmp(ptype, "CHECK_PRE_PROVISIONED_DEVICES")) rc = prov_existing(st, req, prof, &tenant, name, &resp);
+  else resp = json_loads(PROV_NOT_FOUND, 0, NULL); /* DISABLED; X509_CERTIFICATE_CHAIN only through TLS */
+out:
+  if (rc == 0 && !resp) rc = TD_ENOMEM;
+  if (rc == 0 && !(*response = json_dumps(resp, JSON_COMPACT))) rc = TD_ENOMEM;
+  json_decref(resp);
+  json_decref(prof);
+  json_decref(req);
+  return rc;
+}
+
+static void prov_job_run(struct td_dbjob *j, struct td_store *st) {
+  struct td_provision_req *r = td_container_of(j, struct td_provision_req, job);
+  j->status = td_transport_provision_run(st, r->ts, r->request, r->request_len, &r->response);
+}
+
+static void prov_job_done(struct td_dbjob *j) {
+  struct td_provision_req *r = td_container_of(j, struct td_provision_req, job);
+  r->status = j->status;
+  if (r->status && r->status != TD_EPROTO) {
+    td_log(TD_LOG_WARN, "transport", "action=provision err=%s", td_errname(r->status));
+    r->status = r->status == TD_EFULL ? TD_EFULL : TD_EIO;
+  }
+  r->response_len = r->response ? strlen(r->response) : 0;
+  r->success = r->response && strstr(r->response, "\"status\":\"SUCCESS\"") != NULL;
+  r->done(r);
+}
+
+int td_transport_provision(struct td_transport_service *ts, struct td_provision_req *r) {
+  r->ts = ts;
+  r->status = 0;
+  r->response = NULL;
+  r->response_len = 0;
+  r->success = false;
+  memset(&r->job, 0, sizeof r->job);
+  r->job.run = prov_job_run;
+  r->job.done = prov_job_done;
+  r->job.reply_loop = r->loop;
+  int rc = ts->ctx && ts->ctx->db ? td_dbpool_submit(ts->ctx->db, &r->job) : TD_ECLOSED;
+  return rc == 0 ? 0 : rc == TD_EFULL ? TD_EFULL : TD_EIO;
 }

@@ -139,4 +139,33 @@ int td_transport_auth_basic(struct td_transport_service *ts, struct td_basic_aut
  * td_tls_peer_credentials_id) in r->credentials_id; td_transport_auth with
  * require_type "X509_CERTIFICATE" (a token equal to the hash is TD_EAUTH). */
 int td_transport_auth_x509(struct td_transport_service *ts, struct td_auth_req *r);
+
+/* Device provisioning (reference §1.1.9; MQTT /provision/request, HTTP
+ * POST /api/v1/provision). Fill loop, request/request_len (borrowed until
+ * done) and done; done runs on loop with status 0 and response = the
+ * provisioning answer JSON ({"credentialsValue",..,"status":"SUCCESS"} or
+ * NOT_FOUND / FAILURE with errorMsg; malloc'd, the owner frees it), or status
+ * TD_EPROTO (the request is not a JSON object), TD_EFULL or TD_EIO with no
+ * response. */
+struct td_provision_req {
+  struct td_dbjob job;              /* internal */
+  struct td_loop *loop;
+  const char *request;
+  size_t request_len;
+  int status;
+  char *response;
+  size_t response_len;
+  bool success;                     /* the answer is SUCCESS */
+  void *request_owner;              /* free for the caller */
+  void (*done)(struct td_provision_req *r);
+  struct td_transport_service *ts;  /* internal */
+};
+/* td_transport_provision: start it. 0 (done will run), or TD_EFULL / TD_EIO
+ * (done never runs). */
+int td_transport_provision(struct td_transport_service *ts, struct td_provision_req *r);
+/* td_transport_provision_run: the work itself, on a storage thread with its
+ * store (ts: credentials cache to invalidate, may be NULL). *response as
+ * above. 0, TD_EPROTO, or a store error. */
+int td_transport_provision_run(struct td_store *st, struct td_transport_service *ts, const char *request,
+                               size_t len, char **response);
 #endif

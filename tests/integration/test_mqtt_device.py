@@ -316,8 +316,9 @@ def test_session_taken_over(make_server):
 
 
 def test_provision_session(server):
-    """user name "provision": CONNACK 0, only /provision/request (profile provisioning is
-    not implemented yet: every request is answered NOT_FOUND)."""
+    """user name "provision": CONNACK 0, only /provision/request; an unknown
+    provision key is answered NOT_FOUND, then the session ends (test_provision.py
+    covers provisioning itself)."""
     raw = Raw(server)
     raw.send(mqttlib.p_connect("provision", "provision", level=5))
     t, _, body = raw.read()
@@ -338,7 +339,14 @@ def test_provision_session(server):
     payload = pub[2 + tl + 2:]
     payload = payload[1 + payload[0]:]  # v5 property length (0) then the payload
     assert json.loads(payload) == {"status": "NOT_FOUND", "errorMsg": "Provision data was not found!"}
+    # answered: the server ends the session (ThingsBoard after 60 s, thingsd right away)
+    assert mqttlib.disconnect_reason(raw) == 0x00
+    assert raw.closed()
     # anything else: PUBACK 0x90, then DISCONNECT 0x90
+    raw = Raw(server)
+    raw.send(mqttlib.p_connect("provision", "provision", level=5))
+    t, _, body = raw.read()
+    assert t == 2 and body[1] == 0
     raw.send(mqttlib.p_publish("v1/devices/me/telemetry", '{"a":1}', qos=1, pid=3, level=5))
     t, _, body = raw.read()
     assert t == 4 and body[2] == 0x90

@@ -65,6 +65,12 @@ int sq_device_profile_by_name(struct td_store *st, const struct td_uuid *tenant_
   return ent_get_by(sq_of(st), &profile_desc, "tenant_id=?1 AND name=?2", a, 2, out);
 }
 
+int sq_device_profile_by_provision_key(struct td_store *st, const char *key, json_t **out) {
+  struct arg a = arg_text(key);
+  /* kept in the JSON `data`: profiles are few, a scan is cheap */
+  return ent_get_by(sq_of(st), &profile_desc, "json_extract(data,'$.provisionDeviceKey')=?1", &a, 1, out);
+}
+
 int sq_device_profile_default(struct td_store *st, const struct td_uuid *tenant_id, json_t **out) {
   struct arg a = arg_uuid(tenant_id);
   return ent_get_by(sq_of(st), &profile_desc, "tenant_id=?1 AND is_default=1", &a, 1, out);

@@ -312,6 +312,7 @@ const struct td_store_ops td_sqlite_ops = {
     .device_profile_get = sq_device_profile_get,
     .device_profile_by_name = sq_device_profile_by_name,
     .device_profile_default = sq_device_profile_default,
+    .device_profile_by_provision_key = sq_device_profile_by_provision_key,
     .device_profile_set_default = sq_device_profile_set_default,
     .device_profile_delete = sq_device_profile_delete,
     .device_profiles_page = sq_device_profiles_page,

@@ -136,6 +136,7 @@ int sq_user_credentials_by_activate_token(struct td_store *st, const char *token
 int sq_device_profile_save(struct td_store *st, json_t *in, json_t **out);
 int sq_device_profile_get(struct td_store *st, const struct td_uuid *id, json_t **out);
 int sq_device_profile_by_name(struct td_store *st, const struct td_uuid *tenant_id, const char *name, json_t **out);
+int sq_device_profile_by_provision_key(struct td_store *st, const char *key, json_t **out);
 int sq_device_profile_default(struct td_store *st, const struct td_uuid *tenant_id, json_t **out);
 int sq_device_profile_set_default(struct td_store *st, const struct td_uuid *id);
 int sq_device_profile_delete(struct td_store *st, const struct td_uuid *id);

@@ -245,6 +245,45 @@ static void start(struct td_http_req *r, enum op op) {
   td_transport_auth(ctx->transport, &d->auth);
 }
 
+/* ---- provisioning (reference §1.1.9, §1.2): no token; 200 with the answer
+ * JSON whatever its status ---- */
+
+static void on_provision(struct td_provision_req *p) {
+  struct td_http_req *r = p->request_owner;
+  if (p->status == TD_EPROTO) {
+    td_http_respond_error(r, 400, TD_TB_BAD_REQUEST_PARAMS, "Invalid JSON: provision request");
+  } else if (p->status) {
+    int code;
+    int st = td_http_status_of(p->status, &code);
+    td_http_respond_error(r, st, code, st == 503 ? "Server is busy, try again later" : td_strerror(p->status));
+  } else {
+    char *body = p->response; /* p lives in r's arena, which the answer frees */
+    p->response = NULL;
+    td_http_respond_json_take(r, 200, body, p->response_len);
+  }
+}
+
+static void h_provision(struct td_http_req *r) {
+  struct td_ctx *ctx = r->route_data;
+  struct td_provision_req *p = td_arena_alloc(&r->arena, sizeof *p);
+  if (!p) {
+    td_http_respond_error(r, 503, TD_TB_GENERAL, "Server is busy, try again later");
+    return;
+  }
+  if (r->body_len == 0) {
+    td_http_respond_error(r, 400, TD_TB_BAD_REQUEST_PARAMS, "Required request body is missing");
+    return;
+  }
+  memset(p, 0, sizeof *p);
+  p->loop = r->loop;
+  p->request = r->body;
+  p->request_len = r->body_len;
+  p->request_owner = r;
+  p->done = on_provision;
+  int rc = td_transport_provision(ctx->transport, p);
+  if (rc) td_http_respond_error(r, 503, TD_TB_GENERAL, "Server is busy, try again later");
+}
+
 static void h_telemetry(struct td_http_req *r) { start(r, OP_TELEMETRY); }
 static void h_attr_post(struct td_http_req *r) { start(r, OP_ATTR_POST); }
 static void h_attr_get(struct td_http_req *r) { start(r, OP_ATTR_GET); }
@@ -256,5 +295,6 @@ int td_http_device_api_register(struct td_http_router *rt, struct td_ctx *ctx) {
   if (!rc) rc = td_http_route(rt, TD_HTTP_POST, "/api/v1/{token}/attributes", h_attr_post, ctx, max);
   if (!rc) rc = td_http_route(rt, TD_HTTP_GET, "/api/v1/{token}/attributes", h_attr_get, ctx, max);
   if (!rc) rc = td_http_route(rt, TD_HTTP_POST, "/api/v1/{token}/claim", h_claim, ctx, max);
+  if (!rc) rc = td_http_route(rt, TD_HTTP_POST, "/api/v1/provision", h_provision, ctx, max);
   return rc;
 }

@@ -253,12 +253,55 @@ static void do_claim(struct mconn *c, const struct td_mqtt_packet *pkt, uint16_t
   mqtt_immediate(c, pid, qos, 0);
 }
 
-static void do_provision(struct mconn *c, uint16_t pid, int qos) {
-  /* Provisioning by device profile (reference §1.1.9) is not implemented yet:
-   * every request is answered as a profile key that is not found. */
-  static const char resp[] = "{\"status\":\"NOT_FOUND\",\"errorMsg\":\"Provision data was not found!\"}";
-  mqtt_send_publish(c, "/provision/response", resp, sizeof resp - 1, sub_qos_or0(c, SUB_PROVISION), -1, NULL);
-  mqtt_immediate(c, pid, qos, 0);
+/* provision_done: answer on /provision/response, acknowledge, then end the
+ * session (ThingsBoard closes it 60 s after answering; we close as soon as
+ * the answer is written — docs/compatibility.md). */
+static void provision_done(struct td_provision_req *r) {
+  struct pend *p = td_container_of(r, struct pend, prov);
+  struct mconn *c = p->c;
+  free((char *)r->request);
+  r->request = NULL;
+  if (c && r->status == 0)
+    mqtt_send_publish(c, "/provision/response", r->response, r->response_len, sub_qos_or0(c, SUB_PROVISION), -1,
+                      NULL);
+  free(r->response);
+  r->response = NULL;
+  int st = r->status;
+  mqtt_pend_finish(p, st, 0); /* frees p when c is gone */
+  if (c && st == 0) mqtt_conn_end(c, TD_MQTT_RC_NORMAL_DISCONNECTION);
+}
+
+static void do_provision(struct mconn *c, const struct td_mqtt_packet *pkt, uint16_t pid, int qos) {
+  const struct td_mqtt_str *pl = &pkt->u.publish.payload;
+  json_t *v = json_loadb(pl->p, pl->len, 0, NULL);
+  bool ok = json_is_object(v);
+  json_decref(v);
+  if (!ok) {
+    mqtt_bad_payload(c, pid, qos, "provision request", "not a JSON object");
+    return;
+  }
+  char *copy = malloc(pl->len + 1);
+  if (!copy) {
+    mqtt_conn_end(c, TD_MQTT_RC_IMPLEMENTATION_SPECIFIC);
+    return;
+  }
+  memcpy(copy, pl->p, pl->len);
+  copy[pl->len] = '\0';
+  struct pend *p = mqtt_pend_new(c, pid, qos);
+  if (!p) {
+    free(copy);
+    return;
+  }
+  p->prov.loop = c->ml->loop;
+  p->prov.request = copy;
+  p->prov.request_len = pl->len;
+  p->prov.done = provision_done;
+  int rc = td_transport_provision(mqtt_ctx(c)->transport, &p->prov);
+  if (rc) {
+    free(copy);
+    p->prov.request = NULL;
+    mqtt_pend_finish(p, rc, 0);
+  }
 }
 
 /* ---- PUBLISH ---- */
@@ -318,7 +361,7 @@ void mqtt_handle_publish(struct mconn *c, const struct td_mqtt_packet *pkt) {
   case T_RPC_RESPONSE: do_rpc_response(c, pkt, pid, qos, id); break;
   case T_RPC_REQUEST: do_rpc_request(c, pkt, pid, qos, id, fam); break;
   case T_CLAIM: do_claim(c, pkt, pid, qos); break;
-  case T_PROVISION: do_provision(c, pid, qos); break;
+  case T_PROVISION: do_provision(c, pkt, pid, qos); break;
   case T_GW_CONNECT:
   case T_GW_DISCONNECT:
   case T_GW_TELEMETRY:

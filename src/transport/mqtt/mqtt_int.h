@@ -14,6 +14,7 @@
 #include "transport/mqtt/codec.h"
 #include "transport/mqtt/mqtt.h"
 #include "transport/tls/tls.h"
+#include "transport/transport.h"
 
 #define MQTT_READ_BUF 65536
 /* Bytes written to a socket and not yet sent; past it the connection is not
@@ -127,6 +128,8 @@ struct pend {
   enum mfam fam;
   char *gw_device;        /* gateway attribute request: the child's name (malloc'd) */
   bool gw_single;         /* ... asked with "key": answer "value", not "values" */
+  /* provisioning request (request: a malloc'd copy of the payload) */
+  struct td_provision_req prov;
 };
 
 struct out_track {
