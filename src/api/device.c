@@ -5,9 +5,10 @@
  * customer, deletion) invalidates that device's credentials id in the
  * transport cache once the store change is committed. */
 #include <ctype.h>
-#include <openssl/evp.h>
+#include <stdlib.h>
 #include <string.h>
 #include "api/api_int.h"
+#include "transport/tls/tls.h"
 #include "base/err.h"
 #include "base/log.h"
 
@@ -363,14 +364,6 @@ static void get_credentials(struct td_http_req *r) {
   start(r, API_TENANT | API_CUSTOMER, "deviceId", get_credentials_work);
 }
 
-static void sha3_hex(const char *s, char out[65]) {
-  unsigned char md[32];
-  unsigned int n = 0;
-  EVP_Digest(s, strlen(s), md, &n, EVP_sha3_256(), NULL);
-  for (unsigned i = 0; i < 32; i++) sprintf(out + 2 * i, "%02x", md[i]);
-  out[64] = '\0';
-}
-
 /* credentials_id: compute/validate credentialsId (and normalise the value) per
  * reference §1.0.1. 0, or -1 after answering 400. */
 static int credentials_id(struct api_job *j, json_t *in) {
@@ -413,7 +406,7 @@ static int credentials_id(struct api_job *j, json_t *in) {
       td_buf_init(&b, 8192);
       td_buf_puts(&b, cl);
       if (hu) td_buf_printf(&b, "|%s", un);
-      sha3_hex(b.data ? b.data : "", hex);
+      td_sha3_256_hex(b.data ? b.data : "", b.len, hex);
       td_buf_deinit(&b);
       json_object_set_new(in, "credentialsId", json_string(hex));
     }
@@ -421,23 +414,17 @@ static int credentials_id(struct api_job *j, json_t *in) {
     return rc;
   }
   if (strcmp(type, "X509_CERTIFICATE") == 0) {
-    /* trimmed base64: no PEM header/footer, no CR/LF */
-    struct td_buf b;
-    td_buf_init(&b, 1 << 20);
-    const char *p = val;
-    while (*p) {
-      if (strncmp(p, "-----", 5) == 0) {
-        const char *e = strstr(p + 5, "-----");
-        p = e ? e + 5 : p + strlen(p);
-        continue;
-      }
-      if (*p != '\r' && *p != '\n') td_buf_append(&b, p, 1);
-      p++;
+    /* The same trimming and hash as the TLS side computes from the
+     * certificate a device presents at CONNECT, so the two always match. */
+    char *b64 = NULL;
+    if (td_tls_pem_to_b64(val, &b64) || td_tls_x509_credentials_id(b64, hex)) {
+      free(b64);
+      api_fail(j, 400, TD_TB_BAD_REQUEST_PARAMS, "Invalid X509 certificate");
+      return -1;
     }
-    sha3_hex(b.data ? b.data : "", hex);
-    json_object_set_new(in, "credentialsValue", json_string(b.data ? b.data : ""));
-    td_buf_deinit(&b);
+    json_object_set_new(in, "credentialsValue", json_string(b64));
     json_object_set_new(in, "credentialsId", json_string(hex));
+    free(b64);
     return 0;
   }
   api_fail(j, 400, TD_TB_BAD_REQUEST_PARAMS, "Unsupported credentials type: %.40s", type);
