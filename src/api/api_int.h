@@ -68,6 +68,9 @@ struct api_job {
 int api_begin(struct td_http_req *r, unsigned mask, struct td_auth_principal *me);
 /* api_ctx: the context the routes were registered with. */
 struct td_ctx *api_ctx(struct td_http_req *r);
+/* api_run: the whole life of a plain call — api_begin with mask, then a job
+ * running `work` on a storage thread, which answers. Loop thread. */
+void api_run(struct td_http_req *r, unsigned mask, api_work_fn work);
 /* api_job_new: a job for r (me may be NULL for public endpoints). NULL after
  * answering 500 when out of memory. */
 struct api_job *api_job_new(struct td_http_req *r, const struct td_auth_principal *me, api_work_fn work);

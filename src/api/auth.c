@@ -111,12 +111,7 @@ static void user_work(struct api_job *j, struct td_store *st) {
   else api_ok_json(j, u);
 }
 
-static void auth_user(struct td_http_req *r) {
-  struct td_auth_principal me;
-  if (api_begin(r, API_ANY_USER, &me)) return;
-  struct api_job *j = api_job_new(r, &me, user_work);
-  if (j) api_submit(j);
-}
+static void auth_user(struct td_http_req *r) { api_run(r, API_ANY_USER, user_work); }
 
 /* logout: no store work; the session is refused from now on (auth.h). */
 static void logout(struct td_http_req *r) {
@@ -166,12 +161,7 @@ out:
   json_decref(in);
 }
 
-static void change_password(struct td_http_req *r) {
-  struct td_auth_principal me;
-  if (api_begin(r, API_ANY_USER, &me)) return;
-  struct api_job *j = api_job_new(r, &me, change_password_work);
-  if (j) api_submit(j);
-}
+static void change_password(struct td_http_req *r) { api_run(r, API_ANY_USER, change_password_work); }
 
 int api_auth_register(struct td_http_router *rt, struct td_ctx *ctx) {
   static const struct api_route routes[] = {

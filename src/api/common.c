@@ -91,6 +91,13 @@ static void job_done(struct td_dbjob *d) {
   job_free(j);
 }
 
+void api_run(struct td_http_req *r, unsigned mask, api_work_fn work) {
+  struct td_auth_principal me;
+  if (api_begin(r, mask, &me)) return;
+  struct api_job *j = api_job_new(r, &me, work);
+  if (j) api_submit(j);
+}
+
 struct api_job *api_job_new(struct td_http_req *r, const struct td_auth_principal *me, api_work_fn work) {
   struct api_job *j = calloc(1, sizeof *j);
   if (!j) {

@@ -100,12 +100,7 @@ out:
   json_decref(in);
 }
 
-static void save_customer(struct td_http_req *r) {
-  struct td_auth_principal me;
-  if (api_begin(r, API_TENANT, &me)) return;
-  struct api_job *j = api_job_new(r, &me, save_work);
-  if (j) api_submit(j);
-}
+static void save_customer(struct td_http_req *r) { api_run(r, API_TENANT, save_work); }
 
 static void page_work(struct api_job *j, struct td_store *st) {
   json_t *pg = NULL;

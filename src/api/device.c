@@ -470,12 +470,7 @@ out:
   json_decref(in);
 }
 
-static void save_credentials(struct td_http_req *r) {
-  struct td_auth_principal me;
-  if (api_begin(r, API_TENANT, &me)) return;
-  struct api_job *j = api_job_new(r, &me, save_credentials_work);
-  if (j) api_submit(j);
-}
+static void save_credentials(struct td_http_req *r) { api_run(r, API_TENANT, save_credentials_work); }
 
 /* ---- types and lookups by ids ---- */
 
@@ -504,12 +499,7 @@ static void types_work(struct api_job *j, struct td_store *st) {
   api_ok_json(j, res);
 }
 
-static void device_types(struct td_http_req *r) {
-  struct td_auth_principal me;
-  if (api_begin(r, API_TENANT | API_CUSTOMER, &me)) return;
-  struct api_job *j = api_job_new(r, &me, types_work);
-  if (j) api_submit(j);
-}
+static void device_types(struct td_http_req *r) { api_run(r, API_TENANT | API_CUSTOMER, types_work); }
 
 static void by_ids_work(struct api_job *j, struct td_store *st) {
   struct td_uuid *ids = j->x;

@@ -160,12 +160,7 @@ out:
   json_decref(in);
 }
 
-static void save_profile(struct td_http_req *r) {
-  struct td_auth_principal me;
-  if (api_begin(r, API_TENANT, &me)) return;
-  struct api_job *j = api_job_new(r, &me, save_work);
-  if (j) api_submit(j);
-}
+static void save_profile(struct td_http_req *r) { api_run(r, API_TENANT, save_work); }
 
 static void page_work(struct api_job *j, struct td_store *st) {
   json_t *pg = NULL;
@@ -218,12 +213,7 @@ static void default_info_work(struct api_job *j, struct td_store *st) {
   json_decref(p);
 }
 
-static void default_info(struct td_http_req *r) {
-  struct td_auth_principal me;
-  if (api_begin(r, API_TENANT | API_CUSTOMER, &me)) return;
-  struct api_job *j = api_job_new(r, &me, default_info_work);
-  if (j) api_submit(j);
-}
+static void default_info(struct td_http_req *r) { api_run(r, API_TENANT | API_CUSTOMER, default_info_work); }
 
 static int profiles_page(struct td_store *st, void *arg, const struct td_page_link *pl, json_t **out) {
   return td_store_device_profiles_page(st, arg, pl, out);
@@ -250,12 +240,7 @@ static void names_work(struct api_job *j, struct td_store *st) {
   api_ok_json(j, res);
 }
 
-static void names(struct td_http_req *r) {
-  struct td_auth_principal me;
-  if (api_begin(r, API_TENANT | API_CUSTOMER, &me)) return;
-  struct api_job *j = api_job_new(r, &me, names_work);
-  if (j) api_submit(j);
-}
+static void names(struct td_http_req *r) { api_run(r, API_TENANT | API_CUSTOMER, names_work); }
 
 int api_device_profile_register(struct td_http_router *rt, struct td_ctx *ctx) {
   static const struct api_route routes[] = {

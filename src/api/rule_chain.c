@@ -215,12 +215,7 @@ out:
   json_decref(in);
 }
 
-static void save_chain(struct td_http_req *r) {
-  struct td_auth_principal me;
-  if (api_begin(r, API_TENANT, &me)) return;
-  struct api_job *j = api_job_new(r, &me, save_work);
-  if (j) api_submit(j);
-}
+static void save_chain(struct td_http_req *r) { api_run(r, API_TENANT, save_work); }
 
 /* ---- save the metadata ---- */
 
@@ -257,12 +252,7 @@ out:
   json_decref(in);
 }
 
-static void save_metadata(struct td_http_req *r) {
-  struct td_auth_principal me;
-  if (api_begin(r, API_TENANT, &me)) return;
-  struct api_job *j = api_job_new(r, &me, save_metadata_work);
-  if (j) api_submit(j);
-}
+static void save_metadata(struct td_http_req *r) { api_run(r, API_TENANT, save_metadata_work); }
 
 /* ---- root ---- */
 

@@ -115,12 +115,7 @@ out:
   json_decref(in);
 }
 
-static void save_tenant(struct td_http_req *r) {
-  struct td_auth_principal me;
-  if (api_begin(r, API_SYS, &me)) return;
-  struct api_job *j = api_job_new(r, &me, save_work);
-  if (j) api_submit(j);
-}
+static void save_tenant(struct td_http_req *r) { api_run(r, API_SYS, save_work); }
 
 static void page_work(struct api_job *j, struct td_store *st) {
   json_t *pg = NULL;
