@@ -68,6 +68,9 @@ struct api_job {
 int api_begin(struct td_http_req *r, unsigned mask, struct td_auth_principal *me);
 /* api_ctx: the context the routes were registered with. */
 struct td_ctx *api_ctx(struct td_http_req *r);
+/* api_tx_begin: open a store transaction for the job; on failure answers
+ * with the error and returns -1 (the caller just leaves). Storage thread. */
+int api_tx_begin(struct api_job *j, struct td_store *st);
 /* api_run: the whole life of a plain call — api_begin with mask, then a job
  * running `work` on a storage thread, which answers. Loop thread. */
 void api_run(struct td_http_req *r, unsigned mask, api_work_fn work);

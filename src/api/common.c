@@ -91,6 +91,12 @@ static void job_done(struct td_dbjob *d) {
   job_free(j);
 }
 
+int api_tx_begin(struct api_job *j, struct td_store *st) {
+  int rc = td_store_begin(st);
+  if (rc) api_fail_rc(j, rc, NULL, NULL);
+  return rc ? -1 : 0;
+}
+
 void api_run(struct td_http_req *r, unsigned mask, api_work_fn work) {
   struct td_auth_principal me;
   if (api_begin(r, mask, &me)) return;

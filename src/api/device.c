@@ -155,12 +155,9 @@ static void save_work(struct api_job *j, struct td_store *st) {
   }
   api_json_set_id(in, "tenantId", TD_ENTITY_TENANT, &j->me.tenant_id);
 
-  int rc = td_store_begin(st);
-  if (rc) {
-    api_fail_rc(j, rc, NULL, NULL);
-    goto out;
-  }
+  if (api_tx_begin(j, st)) goto out;
   tx = true;
+  int rc;
   if (resolve_profile(j, st, in)) goto out;
   if (old) invalidate_device(j, st, &id);
   rc = td_store_device_save(st, in, &out);

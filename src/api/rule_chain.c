@@ -169,12 +169,9 @@ static void save_work(struct api_job *j, struct td_store *st) {
     json_object_del(in, "id");
   }
   api_json_set_id(in, "tenantId", TD_ENTITY_TENANT, &j->me.tenant_id);
-  int rc = td_store_begin(st);
-  if (rc) {
-    api_fail_rc(j, rc, NULL, NULL);
-    goto out;
-  }
+  if (api_tx_begin(j, st)) goto out;
   tx = true;
+  int rc;
   rc = td_store_rule_chain_root(st, &j->me.tenant_id, &cur);
   if (rc && rc != TD_ENOTFOUND) {
     api_fail_rc(j, rc, NULL, NULL);
