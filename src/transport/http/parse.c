@@ -199,6 +199,11 @@ int td_http__parser_feed(struct td_http_reqparser *p, const char *data, size_t n
     const char *pos = llhttp_get_error_pos(&p->llp);
     *consumed = pos && pos >= data && pos <= data + n ? (size_t)(pos - data) : n;
     if (e == HPE_PAUSED_UPGRADE) {
+      if (!p->req) { /* bytes after an upgrade request that was not taken over */
+        p->error_status = 400;
+        p->error_reason = "data after an upgrade request";
+        return TD_EPROTO;
+      }
       /* no protocol upgrade on this layer: answer, then close */
       p->req->keep_alive = false;
       *consumed = n;

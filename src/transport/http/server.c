@@ -7,7 +7,14 @@
  * in a buffer of at most one read (64 KiB) and are parsed after the answer has
  * been written. A request is freed only when it is answered; if its
  * connection closed meanwhile the answer is dropped. Everything here runs on
- * the loop thread, except td_http_server_stop_accepting which posts to it. */
+ * the loop thread, except td_http_server_stop_accepting which posts to it.
+ *
+ * A WebSocket route hands its connection over (td_http__conn_upgrade, for
+ * ws.c): the connection stays in the loop's list, so max_connections counts
+ * it and the server frees it, but its reads, timer ticks and end go to ws.c.
+ * Any other request that asks for a protocol upgrade is answered and the
+ * connection closed: llhttp would only report the upgrade again on the next
+ * bytes. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -18,10 +25,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/assert.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/time.h"
 #include "transport/http/http_int.h"
+#include "transport/http/ws_int.h"
 #include "transport/transport.h"
 
 #define READ_BUF 65536
@@ -56,6 +65,7 @@ struct conn {
   struct http_req *pending;
   char *leftover;
   size_t left_len;
+  struct td_ws *ws;             /* upgraded: ws.c owns reading, writing and the timer */
   unsigned id;
   int nclosed;
   bool closing;
@@ -82,6 +92,11 @@ static void conn_free(struct conn *c) {
   else sl->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   sl->nconns--;
+  if (c->ws) {
+    struct td_ws *ws = c->ws;
+    c->ws = NULL;
+    td_ws__conn_gone(ws); /* its on_close runs here, from a close callback or td_http_server_free */
+  }
   td_http__parser_deinit(&c->rp);
   free(c->leftover);
   free(c);
@@ -100,6 +115,8 @@ static void stop_reading(struct conn *c) {
 static void conn_close(struct conn *c) {
   if (c->closing) return;
   c->closing = true;
+  /* td_loop_stop closed every handle already: the server frees c later */
+  if (uv_is_closing((uv_handle_t *)&c->tcp)) return;
   if (c->pending) {
     td_log(TD_LOG_DEBUG, "http", "conn=%u action=close unanswered request detached", c->id);
     c->pending->conn = NULL; /* its answer will be dropped */
@@ -113,6 +130,10 @@ static void conn_close(struct conn *c) {
 
 static void on_idle(uv_timer_t *t) {
   struct conn *c = t->data;
+  if (c->ws) {
+    td_ws__on_timer(c->ws);
+    return;
+  }
   if (!c->pending && !c->writing) {
     td_log(TD_LOG_DEBUG, "http", "conn=%u action=\"waiting for request\" idle timeout", c->id);
     conn_close(c);
@@ -133,6 +154,10 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   struct conn *c = s->data;
+  if (c->ws) {
+    if (nread != 0) td_ws__on_read(c->ws, buf->base, nread);
+    return;
+  }
   if (nread < 0) {
     conn_close(c);
     return;
@@ -330,6 +355,7 @@ static void dispatch(struct conn *c, struct http_req *q) {
   q->conn = c;
   q->r.loop = c->sl->loop;
   uv_timer_stop(&c->timer);
+  if (c->rp.llp.upgrade) c->close_after_write = true; /* see the top of this file */
   if (q->status == 404) {
     td_http_respond_error(&q->r, 404, TD_TB_ITEM_NOT_FOUND, "Not Found");
   } else if (q->status) {
@@ -475,7 +501,48 @@ static void stop_task(struct td_task *t) {
   struct srv_loop *sl = td_container_of(t, struct srv_loop, stop_task);
   if (sl->listening && !uv_is_closing((uv_handle_t *)&sl->listener)) uv_close((uv_handle_t *)&sl->listener, NULL);
   sl->listening = false;
+  /* WebSockets are long-lived: tell them now (1001) rather than drop them
+   * when the loop stops. td_ws_close frees nothing, so the walk is safe. */
+  for (struct conn *c = sl->conns; c; c = c->next)
+    if (c->ws && !c->closing) td_ws__server_stopping(c->ws);
 }
+
+/* ---- the WebSocket hand-over (ws_int.h) ---- */
+
+int td_http__conn_upgrade(struct http_req *q, struct td_ws *ws, struct td_http_conn_io *io) {
+  struct conn *c = q->conn;
+  td_http__req_free(q);
+  if (!c || c->closing) return TD_ECLOSED;
+  TD_BUG_ON(c->writing || c->ws, "upgrade of a connection that is writing or upgraded");
+  c->pending = NULL;
+  c->ws = ws;
+  c->close_after_write = false;
+  stop_reading(c);
+  uv_timer_stop(&c->timer);
+  td_http__parser_deinit(&c->rp); /* no more HTTP here: free its buffers now (deinit is idempotent) */
+  io->conn = c;
+  io->stream = (uv_stream_t *)&c->tcp;
+  io->loop = c->sl->loop;
+  io->id = c->id;
+  io->leftover = c->leftover;
+  io->left_len = c->left_len;
+  c->leftover = NULL;
+  c->left_len = 0;
+  return 0;
+}
+
+void td_http__conn_reading(struct conn *c, bool on) {
+  if (on) start_reading(c);
+  else stop_reading(c);
+}
+
+void td_http__conn_timer(struct conn *c, uint64_t ms) {
+  if (c->closing) return;
+  if (ms) uv_timer_start(&c->timer, on_idle, ms, ms);
+  else uv_timer_stop(&c->timer);
+}
+
+void td_http__conn_close(struct conn *c) { conn_close(c); }
 
 void td_http_server_stop_accepting(struct td_http_server *s) {
   if (!s) return;
