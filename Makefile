@@ -4,7 +4,7 @@
 #   make           build build/thingsd (release, warnings are errors)
 #   make run       install missing packages, build, start with demo data (REST on :8080)
 #   make test      install missing packages, build plain and ASan/UBSan, run every test
-#   make bench     run the benchmarks in bench/ (HTTP, MQTT) and rewrite docs/performance.md
+#   make bench     run the benchmarks in bench/ (HTTP, MQTT, live data) and rewrite docs/performance.md
 #   make fuzz      build the libFuzzer targets in fuzz/ (clang)
 
 JOBS    ?= $(shell nproc)
@@ -51,6 +51,7 @@ bench: build
 	@scripts/deps.sh bench
 	bench/run.sh
 	bench/mqtt_run.sh
+	bench/live_run.sh
 
 fuzz: deps
 	@cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DTD_FUZZ=ON >/dev/null

@@ -225,16 +225,18 @@ out = tmpl.replace("@DATE@", datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M
           .replace("@MACHINE@", machine).replace("@COMMAND@", cmd).replace("@TABLE@", table) \
           .replace("@SUMMARY@", summary).replace("@PERF@", perf_block) \
           .replace("@TARGET@", "met" if target_ok else "not met")
-# The MQTT benchmark (bench/mqtt_run.sh) owns the block between its markers:
-# keep it as the last run left it.
+# The MQTT benchmark (bench/mqtt_run.sh) and the live-data benchmark
+# (bench/live_run.sh) own the blocks between their markers: keep them as the
+# last runs left them.
 import re
 try:
     old = open(doc).read()
 except OSError:
     old = ""
-m = re.search(r"<!-- BEGIN mqtt -->.*?<!-- END mqtt -->", old, re.S)
-if m:
-    out = out.rstrip("\n") + "\n\n" + m.group(0) + "\n"
+for name in ("mqtt", "live"):
+    m = re.search(r"<!-- BEGIN %s -->.*?<!-- END %s -->" % (name, name), old, re.S)
+    if m:
+        out = out.rstrip("\n") + "\n\n" + m.group(0) + "\n"
 open(doc, "w").write(out)
 print("bench: wrote " + doc)
 EOF

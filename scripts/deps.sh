@@ -5,13 +5,13 @@ set -euo pipefail
 what=${1:-build}
 pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libuv1-dev libjansson-dev libsqlite3-dev libssl-dev libcrypt-dev libyaml-dev
-      node-llhttp libcmocka-dev sqlite3)
+      node-llhttp libcmocka-dev sqlite3 libjemalloc-dev)
 if [ "$what" = test ] || [ "$what" = bench ]; then
   pkgs+=(python3 python3-pytest python3-requests python3-websocket python3-paho-mqtt
          mosquitto-clients procps)
 fi
 if [ "$what" = bench ]; then
-  pkgs+=(wrk mosquitto)
+  pkgs+=(wrk mosquitto libwslay-dev)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -163,4 +163,5 @@ int api_telemetry_register(struct td_http_router *rt, struct td_ctx *ctx);
 int api_rule_chain_register(struct td_http_router *rt, struct td_ctx *ctx);
 int api_rpc_register(struct td_http_router *rt, struct td_ctx *ctx);
 int api_claim_register(struct td_http_router *rt, struct td_ctx *ctx);
+int api_ws_register(struct td_http_router *rt, struct td_ctx *ctx); /* WebSocket telemetry API (ws_session.c) */
 #endif

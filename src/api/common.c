@@ -475,7 +475,8 @@ int td_api_register(struct td_http_router *rt, struct td_ctx *ctx) {
       (rc = api_customer_register(rt, ctx)) || (rc = api_user_register(rt, ctx)) ||
       (rc = api_device_register(rt, ctx)) || (rc = api_device_profile_register(rt, ctx)) ||
       (rc = api_telemetry_register(rt, ctx)) || (rc = api_rule_chain_register(rt, ctx)) ||
-      (rc = api_rpc_register(rt, ctx)) || (rc = api_claim_register(rt, ctx)))
+      (rc = api_rpc_register(rt, ctx)) || (rc = api_claim_register(rt, ctx)) ||
+      (rc = api_ws_register(rt, ctx)))
     return rc;
   return 0;
 }

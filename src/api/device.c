@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "api/api_int.h"
+#include "core/device_state.h"
 #include "transport/tls/tls.h"
 #include "base/err.h"
 #include "base/log.h"
@@ -63,6 +64,7 @@ static void delete_work(struct api_job *j, struct td_store *st) {
     api_fail_rc(j, rc, "Device", &j->id);
     return;
   }
+  td_device_state_forget(j->ctx->device_state, &j->id); /* no more state writes for it */
   api_ok_empty(j);
 }
 static void delete_device(struct td_http_req *r) { start(r, API_TENANT, "deviceId", delete_work); }

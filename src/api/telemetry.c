@@ -8,7 +8,9 @@
  * answered 400. REST writes go straight to the store (no rule engine); after
  * the commit, shared-attribute changes of a device are pushed to its
  * subscribed sessions through its actor (td_core_attributes_changed):
- * {"k":v,...} on save, {"deleted":["k",...]} on delete. */
+ * {"k":v,...} on save, {"deleted":["k",...]} on delete. Successful saves
+ * and attribute deletes are also published to the subscription registry
+ * (src/core/subs.h) for WebSocket subscribers. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +19,9 @@
 #include "base/err.h"
 #include "base/time.h"
 #include "core/device_session.h"
+#include "core/device_state.h"
 #include "core/payload.h"
+#include "core/subs.h"
 
 #define BASE "/api/plugins/telemetry"
 #define MAX_INTERVALS 700
@@ -210,6 +214,12 @@ static void push_shared(struct api_job *j, struct tq *q, const struct td_kv *kvs
   td_buf_deinit(&b);
 }
 
+/* owner_tenant: the tenant that owns q's entity (check_entity allowed the
+ * write: a device or customer of me's tenant, or the tenant itself). */
+static const struct td_uuid *owner_tenant(const struct api_job *j, const struct tq *q) {
+  return q->e.type == TD_ENTITY_TENANT ? &q->e.id : &j->me.tenant_id;
+}
+
 static void ts_save(struct api_job *j, struct td_store *st, struct tq *q) {
   struct td_payload_opts o = popts(j);
   struct td_ts_group *g;
@@ -239,8 +249,12 @@ static void ts_save(struct api_job *j, struct td_store *st, struct tq *q) {
       pts[k++].kv = g[i].kvs[m];
     }
   int rc = td_store_ts_save(st, &q->e, pts, total, q->ttl);
-  if (rc) api_fail_rc(j, rc, NULL, NULL);
-  else api_ok_empty(j);
+  if (rc) {
+    api_fail_rc(j, rc, NULL, NULL);
+    return;
+  }
+  td_subs_publish_ts(owner_tenant(j, q), &q->e, pts, total);
+  api_ok_empty(j);
 }
 
 static void attr_save(struct api_job *j, struct td_store *st, struct tq *q) {
@@ -257,12 +271,15 @@ static void attr_save(struct api_job *j, struct td_store *st, struct tq *q) {
     api_fail(j, 400, TD_TB_BAD_REQUEST_PARAMS, "No attributes data found in request body!");
     return;
   }
-  int rc = td_store_attributes_save(st, &q->e, q->scope, kvs, n, td_now_ms());
+  int64_t now = td_now_ms();
+  int rc = td_store_attributes_save(st, &q->e, q->scope, kvs, n, now);
   if (rc) {
     api_fail_rc(j, rc, NULL, NULL);
     return;
   }
   push_shared(j, q, kvs, n, NULL, 0);
+  td_device_state_attrs_saved(j->ctx->device_state, &j->me.tenant_id, &q->e, q->scope, kvs, n);
+  td_subs_publish_attrs(owner_tenant(j, q), &q->e, q->scope, kvs, n, now);
   api_ok_empty(j);
 }
 
@@ -280,6 +297,8 @@ static void attr_delete(struct api_job *j, struct td_store *st, struct tq *q) {
     return;
   }
   push_shared(j, q, NULL, 0, q->keys, q->nkeys);
+  td_device_state_attrs_deleted(j->ctx->device_state, &j->me.tenant_id, &q->e, q->scope, q->keys, q->nkeys);
+  td_subs_publish_attrs_deleted(owner_tenant(j, q), &q->e, q->scope, q->keys, q->nkeys);
   api_ok_empty(j);
 }
 

@@ -23,6 +23,7 @@ struct td_config {
   int actor_mailbox_limit;
   int64_t device_actor_idle_ms;
   int max_sessions_per_device;    /* actors.session.max_concurrent_sessions_per_device; 0 = unlimited */
+  int rpc_max_retries;            /* actors.rpc.max_retries: persistent RPC re-sends after unacknowledged losses */
   /* rule engine */
   int rule_engine_max_inflight;   /* messages inside the rule engine at once (its window) */
   /* HTTP (REST API, WebSocket, HTTP device API) */
@@ -31,7 +32,15 @@ struct td_config {
   int64_t http_max_body;          /* REST API request body limit */
   int64_t http_device_max_body;   /* /api/v1 device API request body limit */
   int64_t http_request_timeout_ms;
+  int64_t client_side_rpc_timeout_ms; /* transport.client_side_rpc.timeout */
   int http_max_connections;
+  /* WebSocket (server.ws.*; per session) */
+  int64_t ws_max_message_size;    /* largest incoming message (bytes); larger closes with 1009 */
+  int ws_max_queue_messages;      /* outgoing messages not yet written */
+  int64_t ws_max_queue_bytes;     /* outgoing bytes not yet written */
+  int64_t ws_ping_timeout_ms;     /* ping interval; no pong by the next ping closes; 0 = no pings */
+  int ws_max_subscriptions_per_session; /* telemetry API: subscriptions one session may hold */
+  int64_t ws_auth_timeout_ms;     /* telemetry API: a session must authenticate within this time */
   /* other transports (ports reserved for later transports) */
   char mqtt_bind_address[64];
   int mqtt_bind_port;
@@ -70,6 +79,12 @@ struct td_config {
   int queue_partitions;
   int queue_max_inflight;
   bool queue_fsync;
+  /* device state service (src/core/device_state.h) */
+  int64_t state_default_inactivity_timeout_s;
+  int64_t state_check_interval_ms;
+  int64_t state_persist_interval_ms;
+  bool state_persist_to_telemetry;
+  int64_t state_max_devices;
 };
 
 /* td_config_defaults: fill every field with its default. */

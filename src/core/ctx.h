@@ -15,6 +15,7 @@ struct td_actor_system;
 struct td_rule_engine;
 struct td_transport_service;
 struct td_auth;
+struct td_device_state;
 
 struct td_ctx {
   const struct td_config *cfg;
@@ -27,5 +28,6 @@ struct td_ctx {
   struct td_rule_engine *rules;   /* app actor, tenants, rule chains (src/rule/engine.h) */
   struct td_transport_service *transport; /* device auth cache + uplink (src/transport/transport.h) */
   struct td_auth *auth;           /* JWT key and user auth (src/core/auth.h) */
+  struct td_device_state *device_state; /* device activity state (src/core/device_state.h) */
 };
 #endif

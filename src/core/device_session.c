@@ -9,14 +9,20 @@
  * one per event per subscribed session.
  *
  * RPC waiters and claims are process-wide tables under a mutex, both bounded
- * (TD_RPC_WAITERS_MAX, TD_CLAIMS_MAX). */
+ * (TD_RPC_WAITERS_MAX, TD_CLAIMS_MAX). td_core_rpc_emit turns a persistent
+ * RPC's status change into a TbMsg for the queue. */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "base/err.h"
 #include "base/hash.h"
+#include "base/log.h"
 #include "base/time.h"
+#include "core/ctx.h"
 #include "core/device_session.h"
+#include "msg/msg.h"
+#include "queue/queue.h"
 
 /* ---------------------------------------------------------------- sessions */
 
@@ -140,6 +146,39 @@ int td_dsession_deliver_close(struct td_dsession *s, int reason) {
   d->reason = reason;
   td_loop_post(s->loop, &d->task);
   return 0;
+}
+
+/* ---------------------------------------------------------------- persistent RPC events */
+
+static void emit_done(void *arg, int status) {
+  (void)arg;
+  if (status) td_log_limited(10, TD_LOG_WARN, "core", "action=\"queueing RPC status event\" err=%s", td_errname(status));
+}
+
+static int rpc_entity_id(json_t *rpc, const char *field, struct td_uuid *u) {
+  const char *s = json_string_value(json_object_get(json_object_get(rpc, field), "id"));
+  return s ? td_uuid_parse(s, u) : TD_EINVAL;
+}
+
+void td_core_rpc_emit(struct td_ctx *ctx, json_t *rpc, const char *status) {
+  struct td_queue *q = ctx ? ctx->queue : NULL;
+  struct td_uuid dev, ten;
+  if (!q || !rpc || rpc_entity_id(rpc, "deviceId", &dev) || rpc_entity_id(rpc, "tenantId", &ten)) return;
+  json_t *copy = json_copy(rpc);
+  if (copy) {
+    json_object_set_new(copy, "status", json_string(status));
+    json_object_del(copy, "statusSeq");
+  }
+  char *data = copy ? json_dumps(copy, JSON_COMPACT) : NULL;
+  json_decref(copy);
+  char type[32];
+  snprintf(type, sizeof type, "RPC_%s", status);
+  struct td_entity_id orig = {.type = TD_ENTITY_DEVICE, .id = dev};
+  struct td_msg *m = data ? td_msg_new(type, &orig, &ten, NULL, NULL, 0, TD_MSG_DATA_JSON, data, strlen(data)) : NULL;
+  free(data);
+  int rc = m ? td_queue_produce(q, &m, 1, emit_done, NULL) : TD_ENOMEM;
+  if (rc) td_log_limited(10, TD_LOG_WARN, "core", "action=\"queueing RPC status event\" err=%s", td_errname(rc));
+  if (m) td_msg_unref(m);
 }
 
 /* ---------------------------------------------------------------- RPC waiters */

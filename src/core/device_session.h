@@ -15,6 +15,7 @@
  * to a closed session is simply dropped. */
 #ifndef TD_CORE_DEVICE_SESSION_H
 #define TD_CORE_DEVICE_SESSION_H
+#include <jansson.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -48,6 +49,7 @@ struct td_dsession {
   const struct td_dsession_ops *ops;
   void *owner;                        /* loop thread only; NULL once the connection is gone */
   int64_t connected_ms;
+  bool sync;                          /* a short-lived session (one HTTP request): td_core_session_open_sync */
 };
 
 /* td_dsession_new: a session for an authenticated device, refs 1 (the
@@ -83,6 +85,16 @@ int td_core_session_close(struct td_ctx *ctx, struct td_dsession *s);
 int td_core_rpc_delivered(struct td_ctx *ctx, struct td_dsession *s, int32_t request_id);
 /* td_core_rpc_reply: the device answered server RPC request_id with payload (any text). */
 int td_core_rpc_reply(struct td_ctx *ctx, struct td_dsession *s, int32_t request_id, const char *payload, size_t len);
+/* td_core_session_open_sync: register a short-lived session (ThingsBoard's
+ * SYNC session: one HTTP long poll or client-side RPC call) subscribed to
+ * attributes and/or RPC, in one event. Marks s->sync. Unlike
+ * td_core_session_open it is not counted against the sessions limit, it gets
+ * at most one RPC request (the oldest pending one first) and one attribute
+ * update, and then it is no longer subscribed; close it with
+ * td_core_session_close. An RPC handed to it that it never acknowledged
+ * (td_core_rpc_delivered) before that close is sent again to the next
+ * subscriber. Any thread; 0 or TD_ENOMEM/TD_ECLOSED. */
+int td_core_session_open_sync(struct td_ctx *ctx, struct td_dsession *s, bool attributes, bool rpc);
 /* td_core_claim: the device asks to be claimable with secret_key (may be "")
  * for duration_ms (<= 0: the configured default, ThingsBoard's 86400000). */
 int td_core_claim(struct td_ctx *ctx, struct td_dsession *s, const char *secret_key, int64_t duration_ms);
@@ -102,6 +114,28 @@ int td_core_attributes_changed(struct td_ctx *ctx, const struct td_uuid *tenant_
 int td_core_rpc_request(struct td_ctx *ctx, const struct td_uuid *tenant_id, const struct td_uuid *device_id,
                         const struct td_uuid *request_uuid, const char *method, const char *params,
                         int64_t expiration_ms, bool oneway);
+
+/* ---- persistent RPC (reference §2.7) ----
+ * A persistent RPC is a row in the store (td_store_rpc_*), created by the
+ * REST controller with status QUEUED and then carried like any RPC through
+ * the rule chain (metadata persistent=true, requestUUID = the row id) to the
+ * device's actor. The actor sends it when a session subscribes to RPC (after
+ * a restart it reloads QUEUED/SENT/TIMEOUT rows from the store on the first
+ * RPC subscription), and records every status change in the row on a
+ * storage thread: SENT, DELIVERED (acknowledged), SUCCESSFUL (a oneway RPC
+ * once delivered; a twoway one with the reply as `response`), TIMEOUT (the
+ * session that had it closed without acknowledging; it is sent again),
+ * FAILED (more such losses than its retries), EXPIRED (expirationTime passed
+ * first). Each change also produces an RPC_<status> TbMsg (data: the Rpc
+ * JSON) into the queue. */
+/* td_core_rpc_deleted: the row rpc_id of device_id was deleted (REST): the
+ * actor forgets the pending RPC. Any thread. */
+int td_core_rpc_deleted(struct td_ctx *ctx, const struct td_uuid *tenant_id, const struct td_uuid *device_id,
+                        const struct td_uuid *rpc_id);
+/* td_core_rpc_emit: produce an RPC_<status> TbMsg (originator the Rpc's
+ * device, data the Rpc JSON with that status) into ctx->queue; never blocks,
+ * dropped (one rate-limited line) when the queue is full. Any thread. */
+void td_core_rpc_emit(struct td_ctx *ctx, json_t *rpc, const char *status);
 
 /* Waiters for server-side RPC results (the REST RPC controller). A waiter is
  * registered under the TbMsg's requestUUID; whoever finishes the RPC (the

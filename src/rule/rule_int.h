@@ -98,7 +98,10 @@ struct td_rule_idle_msg {
 struct td_dsession;
 enum td_dev_evt_op {
   TD_DEV_OPEN = 1, TD_DEV_SUBSCRIBE, TD_DEV_CLOSE, TD_DEV_RPC_DELIVERED, TD_DEV_RPC_REPLY, TD_DEV_ATTRS,
-  TD_DEV_RPC_REQUEST, TD_DEV_CLIENT_RPC_REPLY
+  TD_DEV_RPC_REQUEST, TD_DEV_CLIENT_RPC_REPLY,
+  TD_DEV_SYNC_OPEN,     /* a short-lived session: open + subscribe in one (attributes, rpc) */
+  TD_DEV_RPC_DELETE,    /* the persistent RPC request_uuid was deleted */
+  TD_DEV_RPC_LOADED     /* the device's pending persistent RPCs read from the store (rows) */
 };
 /* An event for one device's actor. Freed unhandled (a stopped actor), an
  * RPC request's completion fails and its waiter gets TD_ECLOSED. */
@@ -118,6 +121,10 @@ struct td_rule_dev_evt {
   size_t len;
   struct td_rule_async *h;       /* RPC_REQUEST from the rule node, or NULL */
   struct td_msg *msg;            /* with h: the node's message (a reference) */
+  bool persistent;               /* RPC_REQUEST: a stored (persistent) RPC */
+  int retries;                   /* RPC_REQUEST, persistent: < 0 = the configured maximum */
+  struct td_ctx *ctx;            /* the sender's context (the actor learns it from its first event) */
+  json_t *rows;                  /* RPC_LOADED: array of Rpc JSON (a reference), or NULL on error */
 };
 /* td_rule_dev_evt_new: zeroed event (free with td_actor_msg_free). */
 struct td_rule_dev_evt *td_rule_dev_evt_new(int op, const struct td_uuid *tenant_id, const struct td_uuid *device_id);
@@ -127,13 +134,22 @@ int td_rule_engine_device_event(struct td_rule_engine *re, struct td_rule_dev_ev
 /* The device actor's session state (embedded in its state). */
 struct td_rule_dev_sess;
 struct td_rule_dev_pend;
+#define TD_RULE_DEV_DONE_RING 64
 struct td_rule_dev_state {
   struct td_rule_dev_sess *v;    /* sessions in connection order */
   size_t n, cap;
-  struct td_rule_dev_pend *pend; /* pending server-side RPCs */
+  struct td_rule_dev_pend *pend; /* pending server-side RPCs, oldest first */
   size_t npend;
   int32_t rpc_seq;
   int max_sessions;              /* 0 = unlimited */
+  /* persistent RPC (session.c) */
+  struct td_ctx *ctx;            /* from the first event */
+  struct td_uuid tenant_id, device_id;
+  bool loading, loaded;          /* stored pending RPCs: being read / read once */
+  /* persistent RPCs finished or deleted lately: a copy of one that arrives
+   * after its end (the rule chain's, racing the store's) is ignored */
+  struct td_uuid done_ring[TD_RULE_DEV_DONE_RING];
+  unsigned done_next;
 };
 /* td_rule_dev_handle: handle ev (owned; freed here). */
 void td_rule_dev_handle(struct td_rule_dev_state *ds, struct td_actor *self, struct td_rule_dev_evt *ev);

@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "core/auth.h"
 #include "core/ctx.h"
+#include "core/device_state.h"
 #include "queue/queue.h"
 #include "rule/engine.h"
 #include "server/install.h"
@@ -131,6 +132,9 @@ static int start(struct server *s, bool demo) {
 
   struct td_transport_service_config tcfg = {.cache_limit = 100000};
   if ((rc = td_transport_service_new(ctx, &tcfg, &ctx->transport))) return rc;
+  struct td_device_state_config dscfg;
+  td_device_state_config_from(cfg, &dscfg);
+  if ((rc = td_device_state_new(ctx, &dscfg, &ctx->device_state))) return rc;
   if ((rc = td_rule_engine_new(ctx, &ctx->rules))) return rc;
 
   if (cfg->http_bind_port > 0) {
@@ -172,6 +176,8 @@ static void stop(struct server *s) {
   struct td_ctx *ctx = &s->ctx;
   if (s->http) td_http_server_stop_accepting(s->http);
   if (ctx->rules) td_rule_engine_stop(ctx->rules);
+  /* its last events and writes go while the queue and the writer still take them */
+  td_device_state_stop(ctx->device_state);
   if (ctx->writer) td_writer_close(ctx->writer);
   if (ctx->rules) td_rule_engine_detach(ctx->rules);
   if (ctx->queue) td_queue_close(ctx->queue);
@@ -183,6 +189,8 @@ static void stop(struct server *s) {
     if (s->loops[i].running) td_loop_stop(&s->loops[i]);
   td_mqtt_transport.stop(s->mqtt); /* after the loops: frees the connections left */
   s->mqtt = NULL;
+  td_device_state_free(ctx->device_state); /* nobody reports any more; its loads and writes are done */
+  ctx->device_state = NULL;
   if (ctx->rules) td_rule_engine_free(ctx->rules);
   if (ctx->actors) td_actor_system_free(ctx->actors);
   if (ctx->writer) td_writer_free(ctx->writer);

@@ -138,6 +138,20 @@ FWD(ts_delete,
      int64_t start_ts, int64_t end_ts, bool delete_latest, bool rewrite_latest),
     (st, e, keys, nkeys, delete_all, start_ts, end_ts, delete_latest, rewrite_latest))
 FWD(ts_count, (struct td_store *st, const struct td_entity_id *e, int64_t *count), (st, e, count))
+
+FWD(rpc_insert, (struct td_store *st, json_t *rpc), (st, rpc))
+FWD(rpc_get, (struct td_store *st, const struct td_uuid *id, json_t **out), (st, id, out))
+FWD(rpc_set_status,
+    (struct td_store *st, const struct td_uuid *id, const char *status, const char *response, int64_t seq,
+     bool *changed),
+    (st, id, status, response, seq, changed))
+FWD(rpc_delete, (struct td_store *st, const struct td_uuid *id), (st, id))
+FWD(rpcs_page,
+    (struct td_store *st, const struct td_uuid *device_id, const char *status, const struct td_page_link *pl,
+     json_t **out),
+    (st, device_id, status, pl, out))
+FWD(rpcs_pending, (struct td_store *st, const struct td_uuid *device_id, size_t max, json_t **out),
+    (st, device_id, max, out))
 #undef FWD
 
 static const char *const scope_names[] = {NULL, "CLIENT_SCOPE", "SERVER_SCOPE", "SHARED_SCOPE"};

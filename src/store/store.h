@@ -224,4 +224,35 @@ int td_store_ts_delete(struct td_store *st, const struct td_entity_id *e, const 
                        bool delete_all, int64_t start_ts, int64_t end_ts, bool delete_latest, bool rewrite_latest);
 /* td_store_ts_count: number of stored points of an entity (all keys) — for tests and benchmarks. */
 int td_store_ts_count(struct td_store *st, const struct td_entity_id *e, int64_t *count);
+
+/* ---- persistent RPC (reference §2.7) ----
+ * Rpc JSON: {"id":{"entityType":"RPC","id"},"createdTime","tenantId":{..},
+ * "deviceId":{..},"expirationTime","request":{ThingsBoard's ToDeviceRpcRequest},
+ * "response":<JSON or null>,"status","additionalInfo":<JSON or null>};
+ * status is QUEUED, SENT, DELIVERED, SUCCESSFUL, TIMEOUT, EXPIRED or FAILED.
+ * Every row has a status sequence number (0 when inserted): a status change
+ * carries the next one and is ignored unless it is higher than the stored
+ * one, so changes that overtake each other on different storage threads
+ * cannot move a status backwards. */
+/* td_store_rpc_insert: a new row from Rpc JSON (id, createdTime, tenantId,
+ * deviceId, expirationTime, request, status required). TD_EEXIST, TD_EINVAL. */
+int td_store_rpc_insert(struct td_store *st, json_t *rpc);
+/* td_store_rpc_get: the Rpc JSON; TD_ENOTFOUND. */
+int td_store_rpc_get(struct td_store *st, const struct td_uuid *id, json_t **out);
+/* td_store_rpc_set_status: status (and response, JSON text, when non-NULL)
+ * if seq is above the stored sequence; *changed (may be NULL) says whether
+ * it applied. A missing row is not an error (*changed false). */
+int td_store_rpc_set_status(struct td_store *st, const struct td_uuid *id, const char *status, const char *response,
+                            int64_t seq, bool *changed);
+/* td_store_rpc_delete: TD_ENOTFOUND if absent. */
+int td_store_rpc_delete(struct td_store *st, const struct td_uuid *id);
+/* td_store_rpcs_page: a device's rows as PageData; status NULL = any;
+ * text_search matches inside the request JSON; sort by createdTime (default),
+ * expirationTime or status. */
+int td_store_rpcs_page(struct td_store *st, const struct td_uuid *device_id, const char *status,
+                       const struct td_page_link *pl, json_t **out);
+/* td_store_rpcs_pending: a JSON array of the device's rows still to be sent
+ * (QUEUED, SENT, TIMEOUT), oldest first, at most max; each Rpc JSON also has
+ * "statusSeq" (its sequence number). */
+int td_store_rpcs_pending(struct td_store *st, const struct td_uuid *device_id, size_t max, json_t **out);
 #endif

@@ -94,6 +94,16 @@ struct td_store_ops {
   int (*ts_delete)(struct td_store *st, const struct td_entity_id *e, const char *const *keys, size_t nkeys,
                    bool delete_all, int64_t start_ts, int64_t end_ts, bool delete_latest, bool rewrite_latest);
   int (*ts_count)(struct td_store *st, const struct td_entity_id *e, int64_t *count);
+
+  /* persistent RPC */
+  int (*rpc_insert)(struct td_store *st, json_t *rpc);
+  int (*rpc_get)(struct td_store *st, const struct td_uuid *id, json_t **out);
+  int (*rpc_set_status)(struct td_store *st, const struct td_uuid *id, const char *status, const char *response,
+                        int64_t seq, bool *changed);
+  int (*rpc_delete)(struct td_store *st, const struct td_uuid *id);
+  int (*rpcs_page)(struct td_store *st, const struct td_uuid *device_id, const char *status,
+                   const struct td_page_link *pl, json_t **out);
+  int (*rpcs_pending)(struct td_store *st, const struct td_uuid *device_id, size_t max, json_t **out);
 };
 
 /* Every backend connection starts with this. */

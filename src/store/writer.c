@@ -24,6 +24,7 @@ struct td_writer {
   struct td_task *head, *tail;
   size_t len, limit, max_rows;
   size_t qrows;                    /* rows in the queued requests */
+  size_t nurgent;                  /* queued requests marked urgent */
   int delay_ms;                    /* max_delay_ms */
   int64_t last_start_ms;           /* td_mono_ms() when the last batch was taken */
   bool closing;
@@ -103,7 +104,7 @@ static void write_batch(struct td_writer *w, struct td_task *list) {
 static void linger(struct td_writer *w) {
   if (w->delay_ms <= 0) return;
   int64_t deadline = w->last_start_ms + w->delay_ms;
-  while (!w->closing && w->qrows < w->max_rows) {
+  while (!w->closing && w->qrows < w->max_rows && !w->nurgent) {
     int64_t now = td_mono_ms();
     if (now >= deadline) break;
     struct timespec ts;
@@ -128,12 +129,14 @@ static void *writer_main(void *arg) {
     w->last_start_ms = td_mono_ms();
     /* Detach up to max_rows rows (always at least one request). */
     struct td_task *first = w->head, *last = w->head;
-    size_t rows = req_of(first)->n, nreq = 1;
+    size_t rows = req_of(first)->n, nreq = 1, urgent = req_of(first)->urgent;
     while (last->next && rows + req_of(last->next)->n <= w->max_rows) {
       last = last->next;
       rows += req_of(last)->n;
+      urgent += req_of(last)->urgent;
       nreq++;
     }
+    w->nurgent -= urgent;
     w->head = last->next;
     if (!w->head) w->tail = NULL;
     w->len -= nreq;
@@ -193,7 +196,8 @@ int td_writer_submit(struct td_writer *w, struct td_write_req *r) {
      * empty) or, lingering, for a full batch (the rows just reached it). */
     bool full = w->qrows < w->max_rows && w->qrows + r->n >= w->max_rows;
     w->qrows += r->n;
-    if (w->len++ == 0 || full) pthread_cond_signal(&w->cv);
+    if (r->urgent) w->nurgent++;
+    if (w->len++ == 0 || full || r->urgent) pthread_cond_signal(&w->cv);
   }
   pthread_mutex_unlock(&w->mu);
   return rc;

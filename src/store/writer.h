@@ -28,6 +28,8 @@ struct td_write_req {
   const struct td_kv *kvs;          /* TD_WRITE_ATTRS */
   size_t n;
   void (*done)(struct td_write_req *r, int status); /* on the writer thread; must not block */
+  bool urgent;                      /* someone waits for this one (e.g. a WebSocket's first
+                                     * read): end the max_delay_ms wait and commit now */
 };
 
 struct td_writer_config {

@@ -23,7 +23,9 @@ struct td_transport_ops {
   void (*stop)(void *state);
 };
 
-/* An authenticated device: an immutable, reference-counted snapshot. */
+/* An authenticated device: an immutable, reference-counted snapshot. The
+ * allocation ends with info.credentials_value's string (the rest of that
+ * array is trimmed), so read it through the pointer; never copy it by value. */
 struct td_device_ref {
   atomic_int refs;
   struct td_device_auth info;

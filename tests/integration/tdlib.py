@@ -10,6 +10,7 @@ Nothing here skips: a missing binary raises, so the tests fail.
 import base64
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -264,6 +265,24 @@ class Server:
                       headers={"Content-Type": "application/json"}, timeout=30)
 
     # ---- entities ----
+    def new_tenant_admin(self, title, password="tenant-pass", **user_fields):
+        """A new tenant created by the sysadmin and its activated TENANT_ADMIN.
+        Returns (token, tenant JSON, user JSON)."""
+        t = self.ok("POST", "/api/tenant", SYSADMIN, json={"title": uniq(title)})
+        email = uniq("admin") + "@example.com"
+        body = {"email": email, "authority": "TENANT_ADMIN", "tenantId": t["id"]}
+        body.update(user_fields)
+        u = self.ok("POST", "/api/user", SYSADMIN, params={"sendActivationMail": "false"}, json=body)
+        r = self.api("GET", "/api/user/%s/activationLink" % u["id"]["id"], SYSADMIN)
+        assert r.status_code == 200, r.text
+        m = re.search(r"activateToken=([A-Za-z0-9_\-]+)", r.text)
+        assert m, r.text
+        r = self.api("POST", "/api/noauth/activate", params={"sendActivationMail": "false"},
+                     json={"activateToken": m.group(1), "password": password})
+        assert r.status_code == 200, r.text
+        assert r.json()["token"]
+        return self.login(email, password), t, u
+
     def create_device(self, token=TENANT, name=None, access_token=None, **fields):
         body = {"name": name or uniq("dev"), "type": "default"}
         body.update(fields)

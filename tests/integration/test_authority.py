@@ -1,5 +1,4 @@
 """Authorities and tenant isolation (reference §2.1 authorities, §2.3, architecture invariant 3)."""
-import re
 
 import pytest
 
@@ -24,23 +23,9 @@ def test_sysadmin_lists_tenants(server):
 @pytest.fixture(scope="module")
 def tenant_b(server):
     """Tenant B created by the sysadmin, its admin activated, one customer, one device."""
-    t = server.ok("POST", "/api/tenant", SYSADMIN, json={"title": uniq("Tenant B")})
-    tid = t["id"]["id"]
+    tok, t, user = server.new_tenant_admin("Tenant B", password="tenantB-pass", firstName="B", lastName="Admin")
+    tid, uid, email = t["id"]["id"], user["id"]["id"], user["email"]
     assert t["id"]["entityType"] == "TENANT"
-    email = uniq("adminb") + "@example.com"
-    u = server.ok("POST", "/api/user", SYSADMIN, params={"sendActivationMail": "false"},
-                  json={"email": email, "authority": "TENANT_ADMIN", "tenantId": {"entityType": "TENANT", "id": tid},
-                        "firstName": "B", "lastName": "Admin"})
-    uid = u["id"]["id"]
-    r = server.api("GET", "/api/user/%s/activationLink" % uid, SYSADMIN)
-    assert r.status_code == 200, r.text
-    m = re.search(r"activateToken=([A-Za-z0-9_\-]+)", r.text)
-    assert m, r.text
-    r = server.api("POST", "/api/noauth/activate", params={"sendActivationMail": "false"},
-                   json={"activateToken": m.group(1), "password": "tenantB-pass"})
-    assert r.status_code == 200, r.text
-    assert r.json()["token"]
-    tok = server.login(email, "tenantB-pass")
     dev = server.create_device(tok, name=uniq("b-dev"))
     cust = server.ok("POST", "/api/customer", tok, json={"title": uniq("B customer")})
     cuser = server.ok("POST", "/api/user", tok, params={"sendActivationMail": "false"},

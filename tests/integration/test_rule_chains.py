@@ -9,7 +9,6 @@ POST /api/ruleChain/metadata with its "metadata" and the new ruleChainId; POST
 import copy
 import json
 import os
-import re
 
 import pytest
 
@@ -113,20 +112,8 @@ def ui_import(server, tok, export, name=None):
 
 def make_tenant_admin(server, title):
     """A new tenant (with its default profile and root chain) and its activated admin's token."""
-    t = server.ok("POST", "/api/tenant", SYSADMIN, json={"title": uniq(title)})
-    tid = t["id"]["id"]
-    email = uniq("rc-admin") + "@example.com"
-    u = server.ok("POST", "/api/user", SYSADMIN, params={"sendActivationMail": "false"},
-                  json={"email": email, "authority": "TENANT_ADMIN", "tenantId": {"entityType": "TENANT", "id": tid},
-                        "firstName": "Rule", "lastName": "Chains"})
-    r = server.api("GET", "/api/user/%s/activationLink" % u["id"]["id"], SYSADMIN)
-    assert r.status_code == 200, r.text
-    m = re.search(r"activateToken=([A-Za-z0-9_\-]+)", r.text)
-    assert m, r.text
-    r = server.api("POST", "/api/noauth/activate", params={"sendActivationMail": "false"},
-                   json={"activateToken": m.group(1), "password": "rule-chains"})
-    assert r.status_code == 200, r.text
-    return server.login(email, "rule-chains"), tid
+    tok, t, _ = server.new_tenant_admin(title, password="rule-chains", firstName="Rule", lastName="Chains")
+    return tok, t["id"]["id"]
 
 
 @pytest.fixture(scope="module")

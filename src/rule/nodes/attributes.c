@@ -10,7 +10,9 @@
  * updateAttributesOnlyOnValueChange are accepted. With scope SHARED_SCOPE on
  * a device and notifyDevice true (configuration, or metadata notifyDevice
  * "true"), the saved attributes are pushed to the device's subscribed
- * sessions after the commit (td_core_attributes_changed). */
+ * sessions after the commit (td_core_attributes_changed). Every committed
+ * save is also published to the subscription registry (src/core/subs.h)
+ * for WebSocket subscribers. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +23,9 @@
 #include "base/time.h"
 #include "core/ctx.h"
 #include "core/device_session.h"
+#include "core/device_state.h"
 #include "core/payload.h"
+#include "core/subs.h"
 #include "store/writer.h"
 #include "rule/rule_node.h"
 
@@ -35,7 +39,7 @@ struct job {
   struct td_rule_async *h;
   struct td_arena arena;
   struct td_ctx *ctx;        /* non-NULL: push the shared attributes to the device */
-  struct td_uuid tenant_id;
+  struct td_uuid tenant_id;  /* the originator's tenant (push and subscribers) */
 };
 
 /* notify: {"k":v,...} to the device's sessions subscribed to attributes. */
@@ -99,6 +103,8 @@ static int init(json_t *c, void **state, char *err, size_t errlen) {
 static void done(struct td_write_req *r, int status) {
   struct job *j = td_container_of(r, struct job, req);
   if (status == 0 && j->ctx) notify(j);
+  if (status == 0)
+    td_subs_publish_attrs(&j->tenant_id, &j->req.entity, j->req.scope, j->req.kvs, j->req.n, j->req.ts);
   if (status == 0) td_rule_async_success(j->h);
   else td_rule_async_failure(j->h, td_strerror(status));
   td_arena_deinit(&j->arena);
@@ -151,11 +157,13 @@ static void on_msg(struct td_rule_ctx *ctx, struct td_msg *msg) {
   j->req.kvs = kvs;
   j->req.n = n;
   j->req.done = done;
+  if (ctx->td_ctx)
+    td_device_state_attrs_saved(ctx->td_ctx->device_state, &msg->tenant_id, &msg->originator, scope, kvs, n);
+  j->tenant_id = msg->tenant_id;
   const char *nd = td_msg_md_get(msg, "notifyDevice");
   if (scope == TD_SCOPE_SHARED && msg->originator.type == TD_ENTITY_DEVICE &&
       (cf->notify_device || (nd && strcmp(nd, "true") == 0))) {
     j->ctx = ctx->td_ctx;
-    j->tenant_id = msg->tenant_id;
   }
   j->h = td_rule_async_begin(ctx, msg);
   if (!j->h) {

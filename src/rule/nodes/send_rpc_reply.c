@@ -90,6 +90,7 @@ static void on_msg(struct td_rule_ctx *ctx, struct td_msg *msg) {
   ev->len = msg->data_len;
   ev->session_id = su;
   ev->request_id = (int32_t)id;
+  ev->ctx = ctx->td_ctx;
   if (td_rule_engine_device_event(re, ev)) td_rule_tell_failure(ctx, msg, "rule engine stopped");
   else td_rule_tell_success(ctx, msg);
 }

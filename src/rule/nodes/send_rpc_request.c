@@ -4,10 +4,12 @@
  * The originator must be a device; the data {"method":..,"params":..} (params
  * a JSON value, or a string holding one as ThingsBoard's REST controller
  * sends it); metadata oneway, requestUUID, expirationTime (default now +
- * timeoutInSeconds, 60). The request goes to the device's actor (session.c),
- * which sends it to the device's sessions; the node completes with Success
- * and the device's reply as data ("{}" for a oneway call once sent), or
- * Failure "TIMEOUT" / "NO_ACTIVE_CONNECTION". */
+ * timeoutInSeconds, 60), persistent and retries. The request goes to the
+ * device's actor (session.c), which sends it to the device's sessions; the
+ * node completes with Success and the device's reply as data ("{}" for a
+ * oneway call once sent), or Failure "TIMEOUT" / "NO_ACTIVE_CONNECTION". A
+ * persistent RPC (a row the REST API stored, requestUUID = its id) completes
+ * at once with {"rpcId":..}, as ThingsBoard's node does. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +76,13 @@ static void on_msg(struct td_rule_ctx *ctx, struct td_msg *msg) {
   char *end = NULL;
   long long exp = v && *v ? strtoll(v, &end, 10) : 0;
   ev->expiration_ms = end && *end == '\0' && exp > 0 ? exp : td_now_ms() + (int64_t)c->timeout_s * 1000;
+  v = td_msg_md_get(msg, "persistent");
+  ev->persistent = v && strcmp(v, "true") == 0 && !td_uuid_is_zero(&ev->request_uuid);
+  v = td_msg_md_get(msg, "retries");
+  end = NULL;
+  long long retries = v && *v ? strtoll(v, &end, 10) : -1;
+  ev->retries = end && *end == '\0' && retries >= 0 && retries < 1000000 ? (int)retries : -1;
+  ev->ctx = ctx->td_ctx;
   ev->h = td_rule_async_begin(ctx, msg);
   if (!ev->h) {
     td_actor_msg_free(&ev->hdr);

@@ -8,7 +8,9 @@
  * (seconds, 0 = keep forever). The write goes to the batched writer; the
  * message goes on with Success after the batch commits, Failure on error.
  * processingSettings (ThingsBoard 3.9+) are accepted; every message is saved
- * (ON_EVERY_MESSAGE). */
+ * (ON_EVERY_MESSAGE). Once the writer has accepted the points they are
+ * published to the subscription registry (src/core/subs.h) for WebSocket
+ * subscribers, from the parse arena (the job belongs to the writer then). */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -16,9 +18,11 @@
 #include <string.h>
 #include "base/arena.h"
 #include "base/err.h"
+#include "base/log.h"
 #include "base/time.h"
 #include "core/ctx.h"
 #include "core/payload.h"
+#include "core/subs.h"
 #include "store/writer.h"
 #include "rule/rule_node.h"
 
@@ -93,6 +97,27 @@ static bool parse_i64(const char *s, int64_t *out) {
   return true;
 }
 
+/* publish: hand the points just accepted by the writer to WebSocket
+ * subscribers. kvs live in the caller's parse arena a (the job may already
+ * be freed by the writer thread); nothing is allocated when nobody is
+ * subscribed. A subscriber registered a moment after this check still gets
+ * the points: it reads its initial data only after the writer committed
+ * what was queued before it registered (src/api/ws_session.c). */
+static void publish(const struct td_msg *msg, const struct td_kv *kvs, size_t n, int64_t ts, struct td_arena *a) {
+  if (td_subs_count() == 0) return;
+  struct td_ts_point *p = td_arena_alloc(a, n * sizeof *p);
+  if (!p) {
+    td_log_limited(1, TD_LOG_WARN, "rule", "action=\"publishing telemetry to subscribers\" err=%s",
+                   td_errname(TD_ENOMEM));
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    p[i].ts = ts;
+    p[i].kv = kvs[i];
+  }
+  td_subs_publish_ts(&msg->tenant_id, &msg->originator, p, n);
+}
+
 /* Writer thread. */
 static void done(struct td_write_req *r, int status) {
   struct job *j = td_container_of(r, struct job, req);
@@ -132,8 +157,8 @@ static void on_msg(struct td_rule_ctx *ctx, struct td_msg *msg) {
   else (void)parse_i64(td_msg_md_get(msg, "ts"), &ts);
   (void)parse_i64(td_msg_md_get(msg, "TTL"), &ttl);
   struct job *j = job_new(kvs, n, ts);
-  td_arena_deinit(&arena);
   if (!j) {
+    td_arena_deinit(&arena);
     td_rule_tell_failure(ctx, msg, td_strerror(TD_ENOMEM));
     return;
   }
@@ -145,6 +170,7 @@ static void on_msg(struct td_rule_ctx *ctx, struct td_msg *msg) {
   j->req.done = done;
   j->h = td_rule_async_begin(ctx, msg);
   if (!j->h) {
+    td_arena_deinit(&arena);
     td_rule_tell_failure(ctx, msg, td_strerror(TD_ENOMEM));
     free(j);
     return;
@@ -153,7 +179,10 @@ static void on_msg(struct td_rule_ctx *ctx, struct td_msg *msg) {
   if (rc) { /* done will not run */
     td_rule_async_failure(j->h, td_strerror(rc));
     free(j);
+  } else {
+    publish(msg, kvs, n, ts, &arena); /* j is the writer's now: not touched */
   }
+  td_arena_deinit(&arena);
 }
 
 const struct td_rule_node_type td_rule_node_timeseries = {

@@ -74,6 +74,11 @@ static const char *const migrations[] = {
     "CREATE TABLE ts_kv_latest (entity_id BLOB NOT NULL, key INTEGER NOT NULL, ts INTEGER NOT NULL,"
     " bool_v INTEGER, long_v INTEGER, dbl_v REAL, str_v TEXT, json_v TEXT,"
     " PRIMARY KEY (entity_id, key)) WITHOUT ROWID;",
+    /* persistent RPC (reference §2.7; src/store/sqlite/rpc.c) */
+    "CREATE TABLE rpc (id BLOB PRIMARY KEY, created_time INTEGER NOT NULL, tenant_id BLOB NOT NULL,"
+    " device_id BLOB NOT NULL, expiration_time INTEGER NOT NULL, status TEXT NOT NULL,"
+    " status_seq INTEGER NOT NULL DEFAULT 0, request TEXT NOT NULL, response TEXT, additional_info TEXT);"
+    "CREATE INDEX rpc_device ON rpc(device_id, created_time);",
 };
 
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

@@ -23,6 +23,7 @@
 #include "base/log.h"
 #include "base/time.h"
 #include "core/auth.h"
+#include "core/device_state.h"
 #include "transport/mqtt/mqtt_int.h"
 
 #define GW_MAX_CHILDREN 5000
@@ -67,6 +68,8 @@ static void child_close(struct mconn *c, struct gw_child *k, bool tell_core) {
   c->nchildren--;
   if (k->ds) {
     if (tell_core && !c->ml->srv->stopping) td_core_session_close(mqtt_ctx(c), k->ds);
+    if (tell_core && !c->ml->srv->stopping)
+      td_device_state_disconnect(mqtt_ctx(c)->device_state, &k->ds->tenant_id, &k->ds->device_id, td_now_ms());
     k->ds->owner = NULL;
     td_dsession_unref(k->ds);
   }
@@ -92,6 +95,7 @@ static int child_open(struct mconn *c, const char *name, struct td_device_ref *d
   int rc = td_core_session_open(ctx, k->ds);
   if (!rc) rc = td_core_session_subscribe(ctx, k->ds, true, true); /* ThingsBoard subscribes children to both */
   if (rc) td_log(TD_LOG_WARN, "mqtt", "conn=%u action=\"opening child session\" err=%s", c->id, td_errname(rc));
+  else td_device_state_connect(ctx->device_state, &dev->info.tenant_id, &dev->info.device_id, td_now_ms());
   return 0;
 }
 
@@ -355,6 +359,7 @@ static void data_upload(struct mconn *c, json_t *v, bool telemetry, uint16_t pid
       snprintf(err, sizeof err, "%s", telemetry ? "each device's value must be an array" : "each device's value must be an object");
       break;
     }
+    td_device_state_activity(mqtt_ctx(c)->device_state, &k->dev->info.tenant_id, &k->dev->info.device_id, now);
     char *text = json_dumps(val, JSON_COMPACT);
     if (!text) {
       rc = TD_ENOMEM;
@@ -403,6 +408,7 @@ static void attr_request(struct mconn *c, json_t *v, uint16_t pid, int qos) {
     mqtt_bad_payload(c, pid, qos, "gateway attribute request", "want {\"id\",\"device\",\"client\",\"key\"|\"keys\"}");
     return;
   }
+  td_device_state_activity(mqtt_ctx(c)->device_state, &k->dev->info.tenant_id, &k->dev->info.device_id, td_now_ms());
   struct pend *p = mqtt_pend_new(c, pid, qos);
   if (!p) return;
   td_arena_init(&p->arena, mqtt_arena_limit(c));
@@ -491,6 +497,7 @@ static void gw_continue(struct mconn *c, json_t *v, enum mtopic t, uint16_t pid,
       mqtt_bad_payload(c, pid, qos, "gateway RPC reply", "want {\"device\",\"id\",\"data\"}");
       return;
     }
+    td_device_state_activity(ctx->device_state, &k->dev->info.tenant_id, &k->dev->info.device_id, td_now_ms());
     json_t *data = json_object_get(v, "data");
     char *text = json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
     int rc = text ? td_core_rpc_reply(ctx, k->ds, (int32_t)json_integer_value(id), text, strlen(text)) : TD_ENOMEM;

@@ -17,6 +17,8 @@
 
 #include "base/err.h"
 #include "base/log.h"
+#include "base/time.h"
+#include "core/device_state.h"
 #include "transport/mqtt/mqtt_int.h"
 
 struct conn_auth {
@@ -78,6 +80,7 @@ static void accept_session(struct mconn *c, bool provision) {
       mqtt_conn_end(c, TD_MQTT_RC_IMPLEMENTATION_SPECIFIC);
       return;
     }
+    td_device_state_connect(srv->ctx->device_state, &c->ds->tenant_id, &c->ds->device_id, td_now_ms());
   }
   td_log(TD_LOG_DEBUG, "mqtt", "conn=%u action=connected level=%d tls=%d provision=%d", c->id, c->level, c->is_tls,
          provision);

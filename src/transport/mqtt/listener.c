@@ -175,6 +175,23 @@ static int take_input(struct mconn *c, const char *data, size_t n) {
   return 0;
 }
 
+/* process_borrowed: nothing was pending, so decode straight from the loop's
+ * read buffer (no copy) and keep only what is left (a partial packet, or the
+ * rest when back-pressure stopped the decoding) in an owned buffer. Together
+ * with mqtt_session_process freeing a drained buffer, an idle connection
+ * holds no input buffer at all (4 KiB each before: 40 MB at 10,000 idle
+ * connections). */
+static void process_borrowed(struct mconn *c, uint8_t *data, size_t n) {
+  c->in = data;
+  c->in_len = n;
+  c->in_cap = 0; /* borrowed: never freed or grown */
+  mqtt_session_process(c);
+  size_t left = c->closing ? 0 : c->in_len;
+  c->in = NULL;
+  c->in_len = 0;
+  if (left && take_input(c, (const char *)data, left)) mqtt_conn_close(c);
+}
+
 static int tls_on_plain(void *ud, const char *data, size_t len) { return take_input(ud, data, len); }
 static int tls_on_cipher(void *ud, const char *data, size_t len) { return raw_write(ud, data, len); }
 
@@ -200,6 +217,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       mqtt_conn_close(c);
       return;
     }
+  } else if (c->in_len == 0) {
+    process_borrowed(c, (uint8_t *)buf->base, (size_t)nread);
+    return;
   } else {
     rc = take_input(c, buf->base, (size_t)nread);
     if (rc) {

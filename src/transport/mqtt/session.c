@@ -15,6 +15,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/time.h"
+#include "core/device_state.h"
 #include "transport/mqtt/mqtt_int.h"
 
 /* ---- timers ---- */
@@ -290,6 +291,8 @@ static void handle_packet(struct mconn *c, const struct td_mqtt_packet *pkt) {
     mqtt_handle_connect(c, pkt);
     return;
   }
+  if (c->ds && (pkt->type == TD_MQTT_PUBLISH || pkt->type == TD_MQTT_SUBSCRIBE || pkt->type == TD_MQTT_PINGREQ))
+    td_device_state_activity(mqtt_ctx(c)->device_state, &c->ds->tenant_id, &c->ds->device_id, td_now_ms());
   switch (pkt->type) {
   case TD_MQTT_CONNECT: protocol_error(c, "second CONNECT", TD_MQTT_RC_PROTOCOL_ERROR); break;
   case TD_MQTT_PUBLISH: mqtt_handle_publish(c, pkt); break;
@@ -359,7 +362,7 @@ void mqtt_session_process(struct mconn *c) {
       memmove(c->in, c->in + off, c->in_len - off);
       c->in_len -= off;
     }
-    if (c->in_len == 0 && c->in_cap > 16384) {
+    if (c->in_len == 0 && c->in_cap > 0) { /* drained: an idle connection keeps no buffer */
       free(c->in);
       c->in = NULL;
       c->in_cap = 0;
@@ -388,6 +391,8 @@ void mqtt_session_teardown(struct mconn *c) {
   c->npend = 0;
   if (c->ds) {
     if (!srv->stopping && c->ds_opened) td_core_session_close(srv->ctx, c->ds);
+    if (!srv->stopping && c->ds_opened)
+      td_device_state_disconnect(srv->ctx->device_state, &c->ds->tenant_id, &c->ds->device_id, td_now_ms());
     c->ds->owner = NULL;
     td_dsession_unref(c->ds);
     c->ds = NULL;

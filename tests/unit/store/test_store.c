@@ -98,13 +98,14 @@ static void test_migrations_idempotent(void **state) {
   struct td_store_config cfg = {.type = "sqlite", .path = path};
   struct td_store *a, *b, *c;
   assert_int_equal(td_store_open(&cfg, true, &a), 0);
-  assert_int_equal(td_store_schema_version(a), 1);
+  int latest = td_store_schema_version(a); /* every migration applied (appended ones too) */
+  assert_true(latest >= 1);
   assert_int_equal(td_store_kv_put(a, "mark", "1"), 0);
   td_store_close(a);
   assert_int_equal(td_store_open(&cfg, true, &b), 0); /* again: nothing to do, data kept */
-  assert_int_equal(td_store_schema_version(b), 1);
+  assert_int_equal(td_store_schema_version(b), latest);
   assert_int_equal(td_store_open(&cfg, false, &c), 0);
-  assert_int_equal(td_store_schema_version(c), 1);
+  assert_int_equal(td_store_schema_version(c), latest);
   char *v = NULL;
   assert_int_equal(td_store_kv_get(c, "mark", &v), 0);
   assert_string_equal(v, "1");
