@@ -71,60 +71,9 @@ BENCH_TMP=${BENCH_TMP:-/tmp}
 TMP=$(mktemp -d "$BENCH_TMP/td-live-bench.XXXXXX") || die "cannot make a work dir in $BENCH_TMP"
 THINGSD_PID=
 PERF_PID=
-cleanup() {
-  local p
-  for p in $PERF_PID $THINGSD_PID; do
-    kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
-  done
-  if [ "$KEEP" = 1 ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
+# the pids are read when the trap runs (PERF_PID holds two, or none)
+trap 'bench_cleanup live-bench "$TMP" "$KEEP" $PERF_PID $THINGSD_PID' EXIT
 say "work dir $TMP"
-
-# thread_cpu PID: "tid cpu_seconds" for every thread of PID.
-thread_cpu() {
-  local hz t
-  hz=$(getconf CLK_TCK)
-  for t in /proc/"$1"/task/*; do
-    awk -v hz="$hz" -v tid="${t##*/}" '{ sub(/^.*\) /, ""); printf "%s %.2f\n", tid, ($12 + $13) / hz }' \
-      "$t/stat" 2>/dev/null
-  done
-}
-
-# create_devices BASE JWT N OUT: devices DW00000000.. through REST (token = name),
-# 8 requests at once; OUT gets "<device uuid> <token>" lines in index order.
-create_devices() {
-  BASE=$1 JWT=$2 N=$3 OUT=$4 $PY - <<'EOF'
-import os, sys, threading, requests
-base, jwt, n, out = os.environ["BASE"], os.environ["JWT"], int(os.environ["N"]), os.environ["OUT"]
-ids, errors = [None] * n, []
-def work(k):
-    s = requests.Session()
-    s.headers["X-Authorization"] = "Bearer " + jwt
-    for i in range(k, n, 8):
-        if errors:
-            return
-        name = "DW%08d" % i
-        try:
-            r = s.post(base + "/api/device", params={"accessToken": name}, json={"name": name, "type": "default"},
-                       timeout=30)
-            if r.status_code != 200:
-                errors.append("device %s: %d %s" % (name, r.status_code, r.text[:200]))
-                return
-            ids[i] = r.json()["id"]["id"]
-        except Exception as e:  # noqa: BLE001 - report any failure
-            errors.append("device %s: %s" % (name, e))
-            return
-ts = [threading.Thread(target=work, args=(k,)) for k in range(8)]
-for t in ts: t.start()
-for t in ts: t.join()
-if errors:
-    sys.exit("live-bench: " + errors[0])
-with open(out, "w") as f:
-    for i in range(n):
-        f.write("%s DW%08d\n" % (ids[i], i))
-EOF
-}
 
 # fsync_probe DIR: fdatasync latency of DIR's file system (200 appends of 4 KiB, each
 # followed by fdatasync), "p50 p99 max" in ms: what the queue's group commit waits for.
@@ -173,7 +122,7 @@ else
   NDEV=$DEVICES
   [ "$RPC_DEVICES" -gt "$NDEV" ] && NDEV=$RPC_DEVICES
   say "creating $NDEV devices"
-  if ! create_devices "$BASE" "$JWT" "$NDEV" "$TMP/devices.txt" 2>"$TMP/why"; then
+  if ! bench_create_devices "$BASE" "$JWT" "$NDEV" "$TMP/devices.txt" 8 1 2>"$TMP/why"; then
     FAIL="device creation failed: $(cat "$TMP/why")"
   fi
   WS_PROBE=$(ws_probe "$BASE" "$JWT")
@@ -187,7 +136,7 @@ if [ -z "$FAIL" ]; then
   for rate in $RATES; do
     say "ws_latency: $DEVICES devices, $SUBSCRIBERS subscribers, $rate msg/s, QoS $QOS, ${DURATION}s"
     c0=$(bench_cpu_s "$THINGSD_PID")
-    thread_cpu "$THINGSD_PID" >"$TMP/ws_$rate.threads0"
+    bench_thread_cpu "$THINGSD_PID" >"$TMP/ws_$rate.threads0"
     if [ "$PERF" = 1 ] && [ "$rate" = "$last_rate" ]; then
       # starts now, covers the connect phase too (a few % of the samples); the second
       # recorder times the server's fdatasync/fsync calls (tracepoints, no ptrace)
@@ -208,7 +157,7 @@ if [ -z "$FAIL" ]; then
       PERF_PID=
     fi
     c1=$(bench_cpu_s "$THINGSD_PID")
-    thread_cpu "$THINGSD_PID" >"$TMP/ws_$rate.threads1"
+    bench_thread_cpu "$THINGSD_PID" >"$TMP/ws_$rate.threads1"
     echo "$c0 $c1" >"$TMP/ws_$rate.cpu"
     bench_hwm_kb "$THINGSD_PID" >"$TMP/ws_$rate.hwm"
     grep -v '^  second ' "$TMP/ws_$rate.log" | tail -9 >&2
@@ -252,9 +201,10 @@ fi
 grep -E ' (WARN|ERROR) ' "$TMP/thingsd.log" | head -5 >"$TMP/server_warn.txt" || true
 
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
-export BENCH_TMP TMP REPO WRITE_DOC DEVICES SUBSCRIBERS RATES DURATION DRAIN QOS THREADS WS_THREADS RPC_DEVICES RPC_RATE \
+MACHINE=$(bench_machine)
+export MACHINE BENCH_TMP TMP REPO WRITE_DOC DEVICES SUBSCRIBERS RATES DURATION DRAIN QOS THREADS WS_THREADS RPC_DEVICES RPC_RATE \
   RPC_DURATION PERF FAIL RPC_FAIL WS_PROBE RC HWM LOAD0 LOAD1 FSYNC0 FSYNC1
-$PY - <<'EOF'
+$PY - <<'EOF' | tee "$TMP/section.md"
 import datetime, json, os, re
 e = os.environ
 tmp = e["TMP"]
@@ -340,9 +290,6 @@ hi = rates[-1] if rates else "0"
 jhi = W.get(hi)
 target_met = ran(jhi) and float(hi) >= 20000 and jhi["lat_p99_us"] <= 10000 and jhi["lost"] == 0 and \
     jhi["sent_per_s"] >= 0.95 * float(hi)
-cpu_model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "0")
-machine = "%d cores (nproc), %s, %.1f GB RAM" % (os.cpu_count(), cpu_model, int(mem) / 1024 / 1024)
 cmd = ("DEVICES=%s SUBSCRIBERS=%s RATES=\"%s\" DURATION=%s DRAIN=%s QOS=%s THREADS=%s WS_THREADS=%s RPC_DEVICES=%s "
        "RPC_RATE=%s RPC_DURATION=%s PERF=%s %sbench/live_run.sh" % (
            e["DEVICES"], e["SUBSCRIBERS"], e["RATES"], e["DURATION"], e["DRAIN"], e["QOS"], e["THREADS"],
@@ -365,7 +312,7 @@ L.append("Written by `bench/live_run.sh` (only this section, between the `live` 
          % ("{:,}".format(int(e["DEVICES"])), e["SUBSCRIBERS"], e["QOS"], e["DRAIN"]))
 L.append("* date: %s" % datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"))
 L.append("* machine: %s; load average at start / end: %s / %s (anything else running shares the cores)"
-         % (machine, e.get("LOAD0", "?"), e.get("LOAD1", "?")))
+         % (e["MACHINE"], e.get("LOAD0", "?"), e.get("LOAD1", "?")))
 L.append("* command: `%s` (`make bench` runs it after the MQTT benchmark)" % cmd)
 def fs(v):
     p = (v or "").split()
@@ -462,17 +409,10 @@ perf = text("perf.top")
 if perf:
     L.append("Server profile during the %s msg/s run (`PERF=1`; `perf report --no-children --sort dso,symbol`, top 30):\n" % hi)
     L.append("```\n%s\n```\n" % perf)
-section = "<!-- BEGIN live -->\n" + "\n".join(L).rstrip("\n") + "\n<!-- END live -->"
 print("\n".join(L))
-if e.get("WRITE_DOC", "1") == "1":
-    doc = os.path.join(e["REPO"], "docs", "performance.md")
-    t = open(doc).read() if os.path.exists(doc) else "# Performance\n"
-    m = re.search(r"<!-- BEGIN live -->.*?<!-- END live -->", t, re.S)
-    if m:
-        t = t[:m.start()] + section + t[m.end():]
-    else:
-        t = t.rstrip("\n") + "\n\n" + section + "\n"
-    open(doc, "w").write(t)
-    print("live-bench: wrote the live section of " + doc)
 EOF
+if [ "$WRITE_DOC" = 1 ] && [ -s "$TMP/section.md" ]; then
+  bench_doc_section live "$TMP/section.md" "$REPO/docs/performance.md" &&
+    echo "live-bench: wrote the live section of $REPO/docs/performance.md"
+fi
 [ -z "$FAIL" ]

@@ -72,14 +72,8 @@ TMP=$(mktemp -d /tmp/td-mqtt-bench.XXXXXX)
 MOSQ_PID=
 THINGSD_PID=
 GEN_PID=
-cleanup() {
-  local p
-  for p in $GEN_PID $MOSQ_PID $THINGSD_PID; do
-    kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
-  done
-  if [ "$KEEP" = 1 ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
+# the pids are read when the trap runs (empty: not running)
+trap 'bench_cleanup mqtt-bench "$TMP" "$KEEP" $GEN_PID $MOSQ_PID $THINGSD_PID' EXIT
 say "work dir $TMP"
 
 # wait_port PORT PID: wait (10 s at most) until 127.0.0.1:PORT accepts; fails if PID exits.
@@ -336,10 +330,11 @@ fi
 # ---- report ----------------------------------------------------------------------------
 
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
-export LOAD0 LOAD1 TMP REPO WRITE_DOC DEVICES DURATION QOS INFLIGHT RATE PROTOCOL THREADS LAT_RATE LAT_DURATION IDLE_DEVICES \
+MACHINE=$(bench_machine)
+export MACHINE LOAD0 LOAD1 TMP REPO WRITE_DOC DEVICES DURATION QOS INFLIGHT RATE PROTOCOL THREADS LAT_RATE LAT_DURATION IDLE_DEVICES \
   IDLE_HOLD PAYLOAD MOSQ_FAIL MOSQ_VERSION TD_FAIL TD_IDLE_FAIL TD_PROBE STORED STORED_RESTART TD_RC TD_RC2 T_DRAIN
-$PY - <<'EOF'
-import datetime, json, os, re
+$PY - <<'EOF' | tee "$TMP/section.md" || exit 1
+import datetime, json, os
 e = os.environ
 tmp = e["TMP"]
 
@@ -444,9 +439,6 @@ tp_target = rt is not None and rt >= 50000 and all_stored and int(e["DEVICES"]) 
 idle_target = idle["td"] is not None and idle["td"][3] >= 10000 and idle["td"][2] <= 100 * 1024
 td_rate_txt = ("%.0f msg/s acked, %s" % (rt, "all stored at exit" if stored_at_exit else
                                           "all stored after a queue replay on restart" if all_stored else "**not all stored**")) if rt is not None else "failed"
-cpu_model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "0")
-machine = "%d cores (nproc), %s, %.1f GB RAM" % (os.cpu_count(), cpu_model, int(mem) / 1024 / 1024)
 cmd = "DEVICES=%s DURATION=%s QOS=%s INFLIGHT=%s RATE=%s PROTOCOL=%s THREADS=%s LAT_RATE=%s IDLE_DEVICES=%s PAYLOAD=%s bench/mqtt_run.sh" % (
     e["DEVICES"], e["DURATION"], e["QOS"], e["INFLIGHT"], e["RATE"], e["PROTOCOL"], e["THREADS"], e["LAT_RATE"],
     e["IDLE_DEVICES"], e["PAYLOAD"])
@@ -466,7 +458,7 @@ L.append("Written by `bench/mqtt_run.sh` (only this section, between the `mqtt` 
              e["QOS"], rate_desc, e.get("MOSQ_VERSION") or "?"))
 L.append("* date: %s" % datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"))
 L.append("* machine: %s; load average at start / end: %s / %s (anything else running shares the cores)" % (
-    machine, e.get("LOAD0", "?"), e.get("LOAD1", "?")))
+    e["MACHINE"], e.get("LOAD0", "?"), e.get("LOAD1", "?")))
 L.append("* command: `%s` (after `make`)" % cmd)
 if e["PAYLOAD"] == "ts":
     L.append("* why the payload carries `ts`: without it thingsd (like ThingsBoard) stamps a message with the server "
@@ -524,16 +516,9 @@ L.append("For context, ThingsBoard's own published figures (reference §6): on A
          "Kafka); their architecture page puts 100,000 MQTT connections at ~6.5 GB of transport memory, ~65-66 KB per "
          "connected device. Their performance-tests tool publishes at QoS 0 and measures no latency; here every "
          "message is QoS %s and counted only when acknowledged." % e["QOS"])
-section = "<!-- BEGIN mqtt -->\n" + "\n".join(L) + "\n<!-- END mqtt -->"
 print("\n".join(L))
-if e.get("WRITE_DOC", "1") == "1":
-    doc = os.path.join(e["REPO"], "docs", "performance.md")
-    text = open(doc).read() if os.path.exists(doc) else "# Performance\n"
-    m = re.search(r"<!-- BEGIN mqtt -->.*?<!-- END mqtt -->", text, re.S)
-    if m:
-        text = text[:m.start()] + section + text[m.end():]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    open(doc, "w").write(text)
-    print("mqtt-bench: wrote the mqtt section of " + doc)
 EOF
+if [ "$WRITE_DOC" = 1 ]; then
+  bench_doc_section mqtt "$TMP/section.md" "$REPO/docs/performance.md" || exit 1
+  echo "mqtt-bench: wrote the mqtt section of $REPO/docs/performance.md"
+fi

@@ -1,11 +1,13 @@
 /* ws_latency.c — end-to-end latency of thingsd's live data path: from a
  * device's MQTT publish to the matching WebSocket telemetry update.
  *
- * Where it sits: a bench tool (bench/live_run.sh drives it), linked with
- * tdcore for thingsd's own MQTT codec (client side, as bench/mqtt_load.c)
- * and for libuv, jansson and OpenSSL (SHA-1/base64 of the WebSocket
- * handshake). It does not log in: the driver gives it a JWT (--jwt-file) and
- * the devices (--devices-file, one "<device uuid> <access token>" a line).
+ * Where it sits: a bench tool (bench/live_run.sh drives it). The publishers
+ * are bench/common/mqttc.c's pool of MQTT device connections (as in
+ * bench/mqtt_load.c), which speaks thingsd's own MQTT codec from tdcore; the
+ * WebSocket client is here, over libuv, jansson and OpenSSL (SHA-1/base64 of
+ * the WebSocket handshake). It does not log in: the driver gives it a JWT
+ * (--jwt-file) and the devices (--devices-file, one "<device uuid> <access
+ * token>" a line).
  *
  * Model. Two kinds of worker threads, each with its own libuv loop:
  *   subscribers  --subscribers S WebSocket connections to
@@ -32,8 +34,8 @@
  * which the parser accepts, as it does plain numbers.
  *
  * On each update the subscriber takes every [ts, value] of the key, and
- * records now - V into a log-linear histogram (as mqtt_load) when V is from
- * this run (>= the run's start, <= now) and newer than the last value seen
+ * records now - V into a log-linear histogram (bench/common/hist.h) when V is
+ * from this run (>= the run's start, <= now) and newer than the last value seen
  * for that device (else it is counted as ignored / duplicate). Phases, driven
  * by the main thread through one atomic:
  *   CONNECT  MQTT connects (at most --connect-concurrency in flight) and WS
@@ -51,7 +53,6 @@
  * message is at most --max-message bytes), fixed histograms and a per-second
  * timeline of at most TL_MAX seconds; nothing is kept per message. */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -62,82 +63,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/resource.h>
-#include <time.h>
 #include <uv.h>
 
 #include "base/buf.h"
-#include "base/err.h"
-#include "transport/mqtt/codec.h"
+#include "common/errkind.h"
+#include "common/hist.h"
+#include "common/lines.h"
+#include "common/mqttc.h"
+#include "common/opts.h"
+#include "common/outq.h"
+#include "common/run.h"
 
-#define MQTT_RBUF 1024            /* CONNACK/PUBACK are tiny */
 #define MQTT_WBUF_LIMIT (64u * 1024)
 #define QOS1_WINDOW 64            /* unacknowledged publishes per device connection */
-#define QOS0_HIGH_WATER (16u * 1024)
 #define WS_READ_CHUNK (64u * 1024)
 #define WS_WBUF_LIMIT (1u * 1024 * 1024)
 #define WS_SUBS_PER_MSG 50
-#define MAX_ERR_KINDS 16
 #define TL_MAX 3600               /* seconds of per-second timeline */
-#define TOPIC "v1/devices/me/telemetry"
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-/* ---- latency histogram (as bench/mqtt_load.c) --------------------------- */
-
-#define H_SUB_BITS 7
-#define H_SUB (1u << H_SUB_BITS)
-#define H_MAX_EXP 34
-#define H_BUCKETS (H_SUB + (H_MAX_EXP + 1) * H_SUB)
-
-struct hist {
-  uint64_t count[H_BUCKETS];
-  uint64_t n, sum, max, min;
-};
-
-static size_t hist_index(uint64_t v) {
-  if (v < H_SUB) return (size_t)v;
-  int msb = 63 - __builtin_clzll(v);
-  int e = msb - H_SUB_BITS;
-  if (e > H_MAX_EXP) return H_BUCKETS - 1;
-  uint64_t m = v >> e;
-  return H_SUB + (size_t)e * H_SUB + (size_t)(m - H_SUB);
-}
-
-static uint64_t hist_upper(size_t idx) {
-  if (idx < H_SUB) return idx;
-  size_t e = (idx - H_SUB) / H_SUB, m = H_SUB + (idx - H_SUB) % H_SUB;
-  return (((uint64_t)m + 1) << e) - 1;
-}
-
-static void hist_add(struct hist *h, uint64_t v) {
-  h->count[hist_index(v)]++;
-  h->n++;
-  h->sum += v;
-  if (v > h->max) h->max = v;
-  if (h->n == 1 || v < h->min) h->min = v;
-}
-
-static void hist_merge(struct hist *into, const struct hist *h) {
-  for (size_t i = 0; i < H_BUCKETS; i++) into->count[i] += h->count[i];
-  if (h->n && (into->n == 0 || h->min < into->min)) into->min = h->min;
-  into->n += h->n;
-  into->sum += h->sum;
-  if (h->max > into->max) into->max = h->max;
-}
-
-static uint64_t hist_pct(const struct hist *h, double pct) {
-  if (!h->n) return 0;
-  uint64_t want = (uint64_t)((double)h->n * pct / 100.0 + 0.5), acc = 0;
-  if (want < 1) want = 1;
-  for (size_t i = 0; i < H_BUCKETS; i++) {
-    acc += h->count[i];
-    if (acc >= want) {
-      uint64_t u = hist_upper(i);
-      return u > h->max ? h->max : u;
-    }
-  }
-  return h->max;
-}
 
 /* ---- options and shared state ------------------------------------------ */
 
@@ -157,8 +100,7 @@ static struct opts O = {
     .max_message = 1024 * 1024, .slow_us = 10000,
 };
 
-enum phase { PH_CONNECT, PH_RUN, PH_DRAIN, PH_STOP };
-static atomic_int g_phase = PH_CONNECT;
+static atomic_int g_phase = BENCH_CONNECT;
 /* First microsecond of the run; values older than this are not ours. */
 static _Atomic uint64_t g_run_start_us = UINT64_MAX;
 static char *g_jwt;
@@ -169,391 +111,21 @@ static struct device {
   uint64_t last;
   uint8_t sub; /* 0 pending, 1 live, 2 failed */
 } *g_dev;
-static struct sockaddr_storage g_mqtt_addr, g_http_addr;
-
-struct errkind {
-  char name[40];
-  uint64_t n;
-};
-
-static void count_err(struct errkind *errs, const char *name) {
-  for (int i = 0; i < MAX_ERR_KINDS; i++) {
-    if (errs[i].name[0] == '\0') snprintf(errs[i].name, sizeof errs[i].name, "%s", name);
-    if (strcmp(errs[i].name, name) == 0) {
-      errs[i].n++;
-      return;
-    }
-  }
-  errs[MAX_ERR_KINDS - 1].n++; /* table full: lump into the last kind */
-}
-
-static uint64_t now_us(void) { return uv_hrtime() / 1000u; }
-static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
+static struct sockaddr_storage g_http_addr;
 
 /* ======================================================================== */
-/* ---- MQTT publishers ---------------------------------------------------- */
+/* ---- MQTT publishers (bench/common/mqttc.c) ----------------------------- */
 
-enum pstate { P_NEW, P_TCP, P_CONNACK, P_READY, P_CLOSING, P_CLOSED };
+static const char *dev_token(void *arg, uint32_t idx) { return g_dev[idx].token; }
 
-struct pworker;
-
-struct pconn {
-  uv_tcp_t tcp;
-  uv_connect_t creq;
-  uv_write_t wreq;
-  struct pworker *w;
-  uint32_t dev;
-  uint8_t state;
-  bool writing, counted;
-  uint16_t inflight, nfree;
-  uint16_t free_slots[QOS1_WINDOW]; /* free in-flight slots; packet id = slot + 1 */
-  uint64_t sent_us[QOS1_WINDOW];    /* publish time per slot (QoS 1), 0 = free */
-  uint64_t last_send_ms;
-  struct td_buf out, wr;
-  uint32_t rlen;
-  uint8_t rbuf[MQTT_RBUF];
-};
-
-struct pworker {
-  uv_loop_t loop;
-  uv_thread_t thr;
-  uv_timer_t tick, ping, stop;
-  struct pconn *conns;
-  size_t n, next;
-  int pending, pending_limit, seen_phase;
-  double rate, tokens;
-  uint64_t last_tick_ns, last_value;
-  size_t rr;
-  uint64_t inflight_total;
-  atomic_uint_fast64_t sent, acked, ok, failed;
-  atomic_int connect_done, drained;
-  uint64_t unexpected, closed_by_peer, lost_on_close, no_room;
-  struct errkind errs[MAX_ERR_KINDS];
-  struct hist ack; /* publish -> PUBACK (QoS 1): the message is durable in the queue */
-};
-
-static struct pworker *g_pw;
-
-static void p_start_connects(struct pworker *w);
-static void p_flush(struct pconn *c);
-
-static void p_on_close(uv_handle_t *h) {
-  struct pconn *c = h->data;
-  c->state = P_CLOSED;
-  td_buf_deinit(&c->out);
-  td_buf_deinit(&c->wr);
-  if (c->w->seen_phase == PH_CONNECT) p_start_connects(c->w);
-}
-
-static void p_outcome(struct pconn *c, bool ok) {
-  struct pworker *w = c->w;
-  if (c->counted) return;
-  c->counted = true;
-  w->pending--;
-  atomic_fetch_add_explicit(ok ? &w->ok : &w->failed, 1, memory_order_relaxed);
-  if (atomic_load(&w->ok) + atomic_load(&w->failed) == w->n) atomic_store(&w->connect_done, 1);
-}
-
-static void p_close(struct pconn *c, const char *why) {
-  struct pworker *w = c->w;
-  if (c->state == P_CLOSING || c->state == P_CLOSED || c->state == P_NEW) return;
-  if (w->seen_phase == PH_STOP) why = NULL;
-  if (why) count_err(w->errs, why);
-  if (c->state == P_TCP || c->state == P_CONNACK) p_outcome(c, false);
-  if (c->state == P_READY && why) w->closed_by_peer++;
-  w->lost_on_close += c->inflight;
-  w->inflight_total -= c->inflight;
-  c->inflight = 0;
-  c->state = P_CLOSING;
-  uv_close((uv_handle_t *)&c->tcp, p_on_close);
-}
-
-static void p_on_write(uv_write_t *req, int status) {
-  struct pconn *c = req->data;
-  c->writing = false;
-  td_buf_reset(&c->wr);
-  if (status < 0) {
-    if (status != UV_ECANCELED) p_close(c, uv_err_name(status));
-    return;
-  }
-  p_flush(c);
-}
-
-/* Hand what is queued in c->out to the socket (one write in flight). */
-static void p_flush(struct pconn *c) {
-  if (c->writing || c->out.len == 0 || (c->state != P_READY && c->state != P_CONNACK)) return;
-  struct td_buf t = c->wr;
-  c->wr = c->out;
-  c->out = t;
-  uv_buf_t b = uv_buf_init(c->wr.data, (unsigned)c->wr.len);
-  c->wreq.data = c;
-  int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, p_on_write);
-  if (rc < 0) {
-    td_buf_reset(&c->wr);
-    p_close(c, uv_err_name(rc));
-    return;
-  }
-  c->writing = true;
-  c->last_send_ms = now_ms();
-}
-
-static bool p_can_send(const struct pconn *c) {
-  if (c->state != P_READY) return false;
-  if (O.qos > 0) return c->inflight < QOS1_WINDOW;
-  return c->out.len < QOS0_HIGH_WATER;
-}
-
-/* Publish one {"key":V} on c and write it out. 0 or TD_E*. */
-static int p_publish(struct pconn *c) {
-  struct pworker *w = c->w;
-  uint64_t v = now_us();
-  if (v <= w->last_value) v = w->last_value + 1; /* unique per thread, so per device */
-  char pl[96];
-  int n = snprintf(pl, sizeof pl, "{\"%s\":%" PRIu64 "}", O.key, v);
-  if (n <= 0 || (size_t)n >= sizeof pl) return TD_EINVAL;
-  uint16_t pid = 0;
-  if (O.qos > 0) pid = (uint16_t)(c->free_slots[c->nfree - 1] + 1); /* p_can_send saw a free slot */
-  int rc = td_mqtt_encode_publish(&c->out, TD_MQTT_V311, TD_MQTT_STR(TOPIC), (struct td_mqtt_str){pl, (size_t)n},
-                                  O.qos, false, false, pid, NULL);
-  if (rc) {
-    count_err(w->errs, rc == TD_ETOOBIG ? "write_buffer_full" : "encode_failed");
-    return rc;
-  }
-  w->last_value = v;
-  if (O.qos > 0) {
-    c->nfree--;
-    c->sent_us[pid - 1] = v;
-    c->inflight++;
-    w->inflight_total++;
-  }
-  atomic_fetch_add_explicit(&w->sent, 1, memory_order_relaxed);
-  p_flush(c);
-  return 0;
-}
-
-/* Spend the token bucket round-robin over the connections with room. */
-static void p_paced_send(struct pworker *w, uint64_t now_ns) {
-  double dt = (double)(now_ns - w->last_tick_ns) / 1e9;
-  w->last_tick_ns = now_ns;
-  w->tokens += w->rate * dt;
-  double cap = w->rate * 0.1 + 1; /* at most 100 ms of backlog (a generator stall): the rate is a ceiling */
-  if (w->tokens > cap) {
-    w->tokens = cap;
-  }
-  size_t misses = 0;
-  while (w->tokens >= 1 && misses < w->n) {
-    struct pconn *c = &w->conns[w->rr];
-    w->rr = (w->rr + 1) % w->n;
-    if (!p_can_send(c) || p_publish(c)) {
-      misses++;
-      continue;
-    }
-    misses = 0;
-    w->tokens -= 1;
-  }
-  if (w->tokens >= 1) w->no_room++; /* every connection was full or closed this tick */
-}
-
-static void p_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  struct pconn *c = h->data;
-  buf->base = (char *)c->rbuf + c->rlen;
-  buf->len = MQTT_RBUF - c->rlen;
-}
-
-static void p_on_packet(struct pconn *c, const struct td_mqtt_packet *p) {
-  struct pworker *w = c->w;
-  switch (p->type) {
-  case TD_MQTT_CONNACK:
-    if (c->state != P_CONNACK) {
-      w->unexpected++;
-      return;
-    }
-    if (p->reason != 0) {
-      char k[32];
-      snprintf(k, sizeof k, "connack_0x%02x", p->reason);
-      p_close(c, k);
-      return;
-    }
-    c->state = P_READY;
-    for (uint16_t i = 0; i < QOS1_WINDOW; i++) c->free_slots[i] = (uint16_t)(QOS1_WINDOW - 1 - i);
-    c->nfree = QOS1_WINDOW;
-    p_outcome(c, true);
-    p_start_connects(w);
-    return;
-  case TD_MQTT_PUBACK: {
-    uint16_t slot = (uint16_t)(p->packet_id - 1);
-    if (O.qos == 0 || p->packet_id == 0 || slot >= QOS1_WINDOW || c->sent_us[slot] == 0) {
-      w->unexpected++;
-      return;
-    }
-    uint64_t t = now_us();
-    hist_add(&w->ack, t > c->sent_us[slot] ? t - c->sent_us[slot] : 0);
-    c->sent_us[slot] = 0;
-    c->free_slots[c->nfree++] = slot;
-    c->inflight--;
-    w->inflight_total--;
-    atomic_fetch_add_explicit(&w->acked, 1, memory_order_relaxed);
-    return;
-  }
-  case TD_MQTT_PINGRESP: return;
-  default: w->unexpected++; return;
-  }
-}
-
-static void p_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  struct pconn *c = s->data;
-  if (nread == 0) return;
-  if (nread < 0) {
-    p_close(c, c->state == P_CONNACK ? "mqtt_closed_before_connack" : "mqtt_closed");
-    return;
-  }
-  c->rlen += (uint32_t)nread;
-  size_t off = 0;
-  while (off < c->rlen && c->state != P_CLOSING) {
-    struct td_mqtt_packet p;
-    struct td_mqtt_error e;
-    int rc = td_mqtt_decode(c->rbuf + off, c->rlen - off, TD_MQTT_V311, MQTT_RBUF, &p, &e);
-    if (rc == TD_EAGAIN) break;
-    if (rc < 0) {
-      p_close(c, "mqtt_decode_error");
-      return;
-    }
-    p_on_packet(c, &p);
-    off += (size_t)rc;
-  }
-  if (c->state == P_CLOSING || c->state == P_CLOSED) return;
-  if (off) {
-    memmove(c->rbuf, c->rbuf + off, c->rlen - off);
-    c->rlen -= (uint32_t)off;
-  }
-  if (c->rlen == MQTT_RBUF) p_close(c, "mqtt_packet_too_large");
-}
-
-static void p_on_connect(uv_connect_t *req, int status) {
-  struct pconn *c = req->data;
-  if (c->state != P_TCP) return;
-  if (status < 0) {
-    p_close(c, uv_err_name(status));
-    return;
-  }
-  uv_tcp_nodelay(&c->tcp, 1);
-  const char *tok = g_dev[c->dev].token;
-  char cid[48];
-  snprintf(cid, sizeof cid, "wsl%ld-%u", (long)getpid(), c->dev);
-  struct td_mqtt_packet p;
-  memset(&p, 0, sizeof p);
-  p.type = TD_MQTT_CONNECT;
-  p.u.connect.protocol_level = TD_MQTT_V311;
-  p.u.connect.clean_start = true;
-  p.u.connect.keep_alive = (uint16_t)O.keepalive;
-  p.u.connect.client_id = (struct td_mqtt_str){cid, strlen(cid)};
-  p.u.connect.has_username = true;
-  p.u.connect.username = (struct td_mqtt_str){tok, strlen(tok)};
-  if (td_mqtt_encode(&c->out, TD_MQTT_V311, &p)) {
-    p_close(c, "encode_connect");
-    return;
-  }
-  c->state = P_CONNACK;
-  int rc = uv_read_start((uv_stream_t *)&c->tcp, p_on_alloc, p_on_read);
-  if (rc < 0) {
-    p_close(c, uv_err_name(rc));
-    return;
-  }
-  p_flush(c);
-}
-
-static void p_start_one(struct pworker *w, struct pconn *c) {
-  c->w = w;
-  c->tcp.data = c;
-  c->creq.data = c;
-  td_buf_init(&c->out, MQTT_WBUF_LIMIT);
-  td_buf_init(&c->wr, MQTT_WBUF_LIMIT);
-  int rc = uv_tcp_init(&w->loop, &c->tcp);
-  if (rc < 0) {
-    count_err(w->errs, uv_err_name(rc));
-    c->state = P_CLOSED;
-    c->counted = true;
-    atomic_fetch_add(&w->failed, 1);
-    return;
-  }
-  w->pending++;
-  c->state = P_TCP;
-  rc = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&g_mqtt_addr, p_on_connect);
-  if (rc < 0) p_close(c, uv_err_name(rc));
-}
-
-static void p_start_connects(struct pworker *w) {
-  while (w->seen_phase == PH_CONNECT && w->pending < w->pending_limit && w->next < w->n)
-    p_start_one(w, &w->conns[w->next++]);
-  if (w->next == w->n && atomic_load(&w->ok) + atomic_load(&w->failed) == w->n) atomic_store(&w->connect_done, 1);
-}
-
-static void p_on_stop_timer(uv_timer_t *t) {
-  struct pworker *w = t->data;
-  for (size_t i = 0; i < w->n; i++) p_close(&w->conns[i], NULL);
-  uv_close((uv_handle_t *)&w->tick, NULL);
-  uv_close((uv_handle_t *)&w->ping, NULL);
-  uv_close((uv_handle_t *)&w->stop, NULL);
-}
-
-static void p_enter_phase(struct pworker *w, int ph) {
-  int old = w->seen_phase;
-  w->seen_phase = ph;
-  if (old == PH_CONNECT) {
-    for (size_t i = 0; i < w->n; i++)
-      if (w->conns[i].state == P_TCP || w->conns[i].state == P_CONNACK) p_close(&w->conns[i], "mqtt_connect_timeout");
-    for (; w->next < w->n; w->next++) {
-      w->conns[w->next].counted = true;
-      atomic_fetch_add(&w->failed, 1);
-      count_err(w->errs, "mqtt_not_started");
-    }
-  }
-  if (ph == PH_RUN) w->last_tick_ns = uv_hrtime();
-  if (ph == PH_STOP) {
-    struct td_mqtt_packet d;
-    memset(&d, 0, sizeof d);
-    d.type = TD_MQTT_DISCONNECT;
-    for (size_t i = 0; i < w->n; i++) {
-      struct pconn *c = &w->conns[i];
-      if (c->state == P_READY && td_mqtt_encode(&c->out, TD_MQTT_V311, &d) == 0) p_flush(c);
-    }
-    uv_timer_stop(&w->tick);
-    uv_timer_stop(&w->ping);
-    uv_timer_start(&w->stop, p_on_stop_timer, 300, 0);
-  }
-}
-
-static void p_on_tick(uv_timer_t *t) {
-  struct pworker *w = t->data;
-  int ph = atomic_load(&g_phase);
-  if (ph != w->seen_phase) p_enter_phase(w, ph);
-  if (w->seen_phase == PH_RUN) p_paced_send(w, uv_hrtime());
-  if (w->seen_phase == PH_DRAIN && (O.qos == 0 || w->inflight_total == 0)) atomic_store(&w->drained, 1);
-}
-
-static void p_on_ping(uv_timer_t *t) {
-  struct pworker *w = t->data;
-  uint64_t now = now_ms(), half = (uint64_t)O.keepalive * 500u;
-  struct td_mqtt_packet p;
-  memset(&p, 0, sizeof p);
-  p.type = TD_MQTT_PINGREQ;
-  for (size_t i = 0; i < w->n; i++) {
-    struct pconn *c = &w->conns[i];
-    if (c->state != P_READY || now - c->last_send_ms < half) continue;
-    if (td_mqtt_encode(&c->out, TD_MQTT_V311, &p) == 0) p_flush(c);
-  }
-}
-
-static void p_main(void *arg) {
-  struct pworker *w = arg;
-  w->tick.data = w->ping.data = w->stop.data = w;
-  uv_timer_init(&w->loop, &w->tick);
-  uv_timer_init(&w->loop, &w->ping);
-  uv_timer_init(&w->loop, &w->stop);
-  uv_timer_start(&w->tick, p_on_tick, 1, 1);
-  if (O.keepalive > 0) uv_timer_start(&w->ping, p_on_ping, (uint64_t)O.keepalive * 250u, (uint64_t)O.keepalive * 250u);
-  p_start_connects(w);
-  uv_run(&w->loop, UV_RUN_DEFAULT);
+/* {"<key>":V}, V the publish time in microseconds, strictly increasing per
+ * publisher thread, so unique per device and message. */
+static int dev_payload(void *arg, uint32_t idx, uint64_t seq, uint64_t now_ns, char *pl, size_t cap) {
+  static _Thread_local uint64_t last_value;
+  uint64_t v = now_ns / 1000u;
+  if (v <= last_value) v = last_value + 1;
+  last_value = v;
+  return snprintf(pl, cap, "{\"%s\":%" PRIu64 "}", O.key, v);
 }
 
 /* ======================================================================== */
@@ -566,14 +138,14 @@ struct wworker;
 struct wconn {
   uv_tcp_t tcp;
   uv_connect_t creq;
-  uv_write_t wreq;
   struct wworker *w;
   uint32_t idx, first_dev, ndev, nsettled; /* settled: subscriptions live or failed */
   uint8_t state, msg_op;
-  bool writing, in_msg, sent_close;
+  bool in_msg, sent_close;
   char accept[32]; /* expected Sec-WebSocket-Accept */
   uint64_t rng;
-  struct td_buf out, wr, in, msg;
+  struct bench_outq q;
+  struct td_buf in, msg;
 };
 
 struct wworker {
@@ -587,8 +159,8 @@ struct wworker {
   atomic_int setup_done;
   uint64_t ignored, dup, bad_value, bad_json, unknown_sub, pings, msgs, closed_by_peer, updates_in_drain;
   uint64_t close_codes[8][2]; /* (code, count) pairs of close frames received */
-  struct errkind errs[MAX_ERR_KINDS];
-  struct hist h;
+  struct bench_errkind errs[BENCH_ERRKINDS];
+  struct bench_hist h;
   uint64_t tl_n[TL_MAX], tl_max[TL_MAX], tl_slow[TL_MAX];
 };
 
@@ -618,8 +190,7 @@ static void w_check_setup(struct wworker *w) {
 static void w_on_close(uv_handle_t *h) {
   struct wconn *c = h->data;
   c->state = W_CLOSED;
-  td_buf_deinit(&c->out);
-  td_buf_deinit(&c->wr);
+  bench_outq_deinit(&c->q);
   td_buf_deinit(&c->in);
   td_buf_deinit(&c->msg);
 }
@@ -627,8 +198,8 @@ static void w_on_close(uv_handle_t *h) {
 static void w_close(struct wconn *c, const char *why) {
   struct wworker *w = c->w;
   if (c->state == W_CLOSING || c->state == W_CLOSED || c->state == W_NEW) return;
-  if (w->seen_phase == PH_STOP) why = NULL;
-  if (why) count_err(w->errs, why);
+  if (w->seen_phase == BENCH_STOP) why = NULL;
+  if (why) bench_errkind_count(w->errs, why);
   if (c->state == W_TCP || c->state == W_HANDSHAKE) atomic_fetch_add(&w->conns_failed, 1);
   if (c->state == W_OPEN && why) w->closed_by_peer++;
   /* subscriptions of a dead connection will never settle */
@@ -640,13 +211,12 @@ static void w_close(struct wconn *c, const char *why) {
   }
   c->state = W_CLOSING;
   uv_close((uv_handle_t *)&c->tcp, w_on_close);
-  if (w->seen_phase == PH_CONNECT) w_check_setup(w);
+  if (w->seen_phase == BENCH_CONNECT) w_check_setup(w);
 }
 
 static void w_on_write(uv_write_t *req, int status) {
   struct wconn *c = req->data;
-  c->writing = false;
-  td_buf_reset(&c->wr);
+  bench_outq_done(&c->q);
   if (status < 0) {
     if (status != UV_ECANCELED) w_close(c, uv_err_name(status));
     return;
@@ -655,19 +225,9 @@ static void w_on_write(uv_write_t *req, int status) {
 }
 
 static void w_flush(struct wconn *c) {
-  if (c->writing || c->out.len == 0 || (c->state != W_OPEN && c->state != W_HANDSHAKE)) return;
-  struct td_buf t = c->wr;
-  c->wr = c->out;
-  c->out = t;
-  uv_buf_t b = uv_buf_init(c->wr.data, (unsigned)c->wr.len);
-  c->wreq.data = c;
-  int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, w_on_write);
-  if (rc < 0) {
-    td_buf_reset(&c->wr);
-    w_close(c, uv_err_name(rc));
-    return;
-  }
-  c->writing = true;
+  if (c->state != W_OPEN && c->state != W_HANDSHAKE) return;
+  int rc = bench_outq_flush(&c->q, (uv_stream_t *)&c->tcp, c, w_on_write);
+  if (rc < 0) w_close(c, uv_err_name(rc));
 }
 
 /* Queue one client frame (FIN set, masked as RFC 6455 §5.3 requires). */
@@ -689,14 +249,14 @@ static int w_send_frame(struct wconn *c, int opcode, const void *data, size_t le
   uint8_t mask[4] = {(uint8_t)mk, (uint8_t)(mk >> 8), (uint8_t)(mk >> 16), (uint8_t)(mk >> 24)};
   memcpy(hdr + h, mask, 4);
   h += 4;
-  int rc = td_buf_reserve(&c->out, h + len);
+  int rc = td_buf_reserve(&c->q.out, h + len);
   if (rc) return rc;
-  memcpy(c->out.data + c->out.len, hdr, h);
-  uint8_t *dst = (uint8_t *)c->out.data + c->out.len + h;
+  memcpy(c->q.out.data + c->q.out.len, hdr, h);
+  uint8_t *dst = (uint8_t *)c->q.out.data + c->q.out.len + h;
   const uint8_t *src = data;
   for (size_t i = 0; i < len; i++) dst[i] = src[i] ^ mask[i & 3];
-  c->out.len += h + len;
-  c->out.data[c->out.len] = '\0';
+  c->q.out.len += h + len;
+  c->q.out.data[c->q.out.len] = '\0';
   return 0;
 }
 
@@ -762,7 +322,7 @@ static void w_on_update(struct wconn *c, const char *data, size_t len, uint64_t 
     if (code != 0) {
       char k[40];
       snprintf(k, sizeof k, "ws_error_code_%d", (int)code);
-      count_err(w->errs, k);
+      bench_errkind_count(w->errs, k);
     }
     json_decref(j);
     return;
@@ -771,12 +331,12 @@ static void w_on_update(struct wconn *c, const char *data, size_t len, uint64_t 
   if (code != 0) {
     char k[40];
     snprintf(k, sizeof k, "ws_sub_error_code_%d", (int)code);
-    count_err(w->errs, k);
+    bench_errkind_count(w->errs, k);
     if (d->sub == 0) {
       d->sub = 2;
       c->nsettled++;
       atomic_fetch_add(&w->subs_failed, 1);
-      if (w->seen_phase == PH_CONNECT) w_check_setup(w);
+      if (w->seen_phase == BENCH_CONNECT) w_check_setup(w);
     }
     json_decref(j);
     return;
@@ -785,7 +345,7 @@ static void w_on_update(struct wconn *c, const char *data, size_t len, uint64_t 
     d->sub = 1;
     c->nsettled++;
     atomic_fetch_add(&w->subs_live, 1);
-    if (w->seen_phase == PH_CONNECT) w_check_setup(w);
+    if (w->seen_phase == BENCH_CONNECT) w_check_setup(w);
   }
   json_t *arr = json_object_get(json_object_get(j, "data"), O.key);
   uint64_t start = atomic_load_explicit(&g_run_start_us, memory_order_acquire);
@@ -807,7 +367,7 @@ static void w_on_update(struct wconn *c, const char *data, size_t len, uint64_t 
     } else {
       d->last = v;
       uint64_t lat = t_us - v;
-      hist_add(&w->h, lat);
+      bench_hist_add(&w->h, lat);
       atomic_fetch_add_explicit(&w->received, 1, memory_order_relaxed);
       uint64_t sec = (t_us - start) / 1000000u;
       if (sec < TL_MAX) {
@@ -815,7 +375,7 @@ static void w_on_update(struct wconn *c, const char *data, size_t len, uint64_t 
         if (lat > w->tl_max[sec]) w->tl_max[sec] = lat;
         if (lat > O.slow_us) w->tl_slow[sec]++;
       }
-      if (w->seen_phase >= PH_DRAIN) w->updates_in_drain++;
+      if (w->seen_phase >= BENCH_DRAIN) w->updates_in_drain++;
     }
   }
   json_decref(j);
@@ -866,11 +426,11 @@ static bool w_frames(struct wconn *c, uint64_t t_us) {
         if (w_send_frame(c, 0xA, pl, (size_t)len) == 0) w_flush(c);
       } else if (op == 0x8) {
         int code = len >= 2 ? (pl[0] << 8) | pl[1] : 1005;
-        if (w->seen_phase < PH_STOP) w_note_close_code(w, code); /* not the answer to our own close */
+        if (w->seen_phase < BENCH_STOP) w_note_close_code(w, code); /* not the answer to our own close */
         if (!c->sent_close) w_send_close(c, code == 1005 ? 1000 : code);
         char k[40];
         snprintf(k, sizeof k, "ws_closed_by_server_%d", code);
-        w_close(c, w->seen_phase >= PH_STOP ? NULL : k);
+        w_close(c, w->seen_phase >= BENCH_STOP ? NULL : k);
         return false;
       } else if (op != 0xA) {
         return w_close(c, "ws_bad_opcode"), false;
@@ -893,7 +453,7 @@ static bool w_frames(struct wconn *c, uint64_t t_us) {
       if (c->msg_op == 0x1)
         w_on_update(c, c->msg.data, c->msg.len, t_us);
       else
-        count_err(w->errs, "ws_binary_message");
+        bench_errkind_count(w->errs, "ws_binary_message");
       td_buf_reset(&c->msg);
     }
   }
@@ -963,7 +523,7 @@ static void w_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
                : c->state == W_HANDSHAKE ? "ws_closed_during_handshake" : "ws_connection_closed");
     return;
   }
-  uint64_t t = now_us();
+  uint64_t t = bench_now_us();
   c->in.len += (size_t)nread;
   c->in.data[c->in.len] = '\0';
   if (c->state == W_HANDSHAKE && !w_handshake(c)) return;
@@ -994,7 +554,7 @@ static void w_on_connect(uv_connect_t *req, int status) {
   EVP_EncodeBlock((unsigned char *)c->accept, md, (int)mdlen);
   c->state = W_HANDSHAKE;
   /* the JWT goes only onto the wire, never into a message */
-  if (td_buf_printf(&c->out,
+  if (td_buf_printf(&c->q.out,
                     "GET %s?token=%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
                     O.ws_path, g_jwt, O.host, O.http_port, key)) {
@@ -1015,13 +575,12 @@ static void w_start_one(struct wworker *w, struct wconn *c) {
   c->creq.data = c;
   c->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t)c->idx << 32) ^ uv_hrtime();
   if (!c->rng) c->rng = 1;
-  td_buf_init(&c->out, WS_WBUF_LIMIT);
-  td_buf_init(&c->wr, WS_WBUF_LIMIT);
+  bench_outq_init(&c->q, WS_WBUF_LIMIT);
   td_buf_init(&c->in, O.max_message + WS_READ_CHUNK + 16);
   td_buf_init(&c->msg, O.max_message);
   int rc = uv_tcp_init(&w->loop, &c->tcp);
   if (rc < 0) {
-    count_err(w->errs, uv_err_name(rc));
+    bench_errkind_count(w->errs, uv_err_name(rc));
     c->state = W_CLOSED;
     atomic_fetch_add(&w->conns_failed, 1);
     atomic_fetch_add(&w->subs_failed, c->ndev);
@@ -1046,12 +605,12 @@ static void w_on_tick(uv_timer_t *t) {
   if (ph == w->seen_phase) return;
   int old = w->seen_phase;
   w->seen_phase = ph;
-  if (old == PH_CONNECT)
+  if (old == BENCH_CONNECT)
     for (size_t i = 0; i < w->n; i++) {
       struct wconn *c = &w->conns[i];
       if (c->state == W_TCP || c->state == W_HANDSHAKE) w_close(c, "ws_connect_timeout");
     }
-  if (ph == PH_STOP) {
+  if (ph == BENCH_STOP) {
     for (size_t i = 0; i < w->n; i++) w_send_close(&w->conns[i], 1000);
     uv_timer_stop(&w->tick);
     uv_timer_start(&w->stop, w_on_stop_timer, 300, 0);
@@ -1099,54 +658,54 @@ static void usage(FILE *f) {
 }
 
 static int parse_args(int argc, char **argv) {
-  enum { OPT_HOST = 256, OPT_HP, OPT_MP, OPT_JWT, OPT_DF, OPT_DEV, OPT_SUBS, OPT_RATE, OPT_DUR, OPT_DRAIN, OPT_QOS,
-         OPT_KEY, OPT_WST, OPT_CC, OPT_CT, OPT_MM, OPT_SLOW, OPT_PATH, OPT_JSON };
-  static const struct option lo[] = {
-      {"host", 1, 0, OPT_HOST},        {"http-port", 1, 0, OPT_HP},    {"mqtt-port", 1, 0, OPT_MP},
-      {"jwt-file", 1, 0, OPT_JWT},     {"devices-file", 1, 0, OPT_DF}, {"devices", 1, 0, OPT_DEV},
-      {"subscribers", 1, 0, OPT_SUBS}, {"rate", 1, 0, OPT_RATE},       {"duration", 1, 0, OPT_DUR},
-      {"drain", 1, 0, OPT_DRAIN},      {"qos", 1, 0, OPT_QOS},         {"key", 1, 0, OPT_KEY},
-      {"threads", 1, 0, 't'},          {"ws-threads", 1, 0, OPT_WST},  {"connect-concurrency", 1, 0, OPT_CC},
-      {"connect-timeout", 1, 0, OPT_CT}, {"max-message", 1, 0, OPT_MM}, {"slow-us", 1, 0, OPT_SLOW},
-      {"ws-path", 1, 0, OPT_PATH},     {"json", 0, 0, OPT_JSON},       {"quiet", 0, 0, 'q'},
-      {"help", 0, 0, 'h'},             {0, 0, 0, 0}};
-  int ch;
-  while ((ch = getopt_long(argc, argv, "t:qh", lo, NULL)) != -1) {
-    switch (ch) {
-    case OPT_HOST: O.host = optarg; break;
-    case OPT_HP: O.http_port = atoi(optarg); break;
-    case OPT_MP: O.mqtt_port = atoi(optarg); break;
-    case OPT_JWT: O.jwt_file = optarg; break;
-    case OPT_DF: O.devices_file = optarg; break;
-    case OPT_DEV: O.devices = atoi(optarg); break;
-    case OPT_SUBS: O.subscribers = atoi(optarg); break;
-    case OPT_RATE: O.rate = atof(optarg); break;
-    case OPT_DUR: O.duration = atof(optarg); break;
-    case OPT_DRAIN: O.drain = atof(optarg); break;
-    case OPT_QOS: O.qos = atoi(optarg); break;
-    case OPT_KEY: O.key = optarg; break;
-    case 't': O.threads = atoi(optarg); break;
-    case OPT_WST: O.ws_threads = atoi(optarg); break;
-    case OPT_CC: O.connect_conc = atoi(optarg); break;
-    case OPT_CT: O.connect_timeout = atof(optarg); break;
-    case OPT_MM: O.max_message = (size_t)atol(optarg); break;
-    case OPT_SLOW: O.slow_us = (uint64_t)atol(optarg); break;
-    case OPT_PATH: O.ws_path = optarg; break;
-    case OPT_JSON: O.json = true; break;
-    case 'q': O.quiet = true; break;
-    case 'h': usage(stdout); exit(0);
-    default: usage(stderr); return -1;
-    }
-  }
+  static const struct bench_opt opts[] = {
+      {"host", 0, BENCH_OPT_STR, &O.host},
+      {"http-port", 0, BENCH_OPT_INT, &O.http_port},
+      {"mqtt-port", 0, BENCH_OPT_INT, &O.mqtt_port},
+      {"jwt-file", 0, BENCH_OPT_STR, &O.jwt_file},
+      {"devices-file", 0, BENCH_OPT_STR, &O.devices_file},
+      {"devices", 0, BENCH_OPT_INT, &O.devices},
+      {"subscribers", 0, BENCH_OPT_INT, &O.subscribers},
+      {"rate", 0, BENCH_OPT_DOUBLE, &O.rate},
+      {"duration", 0, BENCH_OPT_DOUBLE, &O.duration},
+      {"drain", 0, BENCH_OPT_DOUBLE, &O.drain},
+      {"qos", 0, BENCH_OPT_INT, &O.qos},
+      {"key", 0, BENCH_OPT_STR, &O.key},
+      {"threads", 't', BENCH_OPT_INT, &O.threads},
+      {"ws-threads", 0, BENCH_OPT_INT, &O.ws_threads},
+      {"connect-concurrency", 0, BENCH_OPT_INT, &O.connect_conc},
+      {"connect-timeout", 0, BENCH_OPT_DOUBLE, &O.connect_timeout},
+      {"max-message", 0, BENCH_OPT_SIZE, &O.max_message},
+      {"slow-us", 0, BENCH_OPT_U64, &O.slow_us},
+      {"ws-path", 0, BENCH_OPT_STR, &O.ws_path},
+      {"json", 0, BENCH_OPT_FLAG, &O.json},
+      {"quiet", 'q', BENCH_OPT_FLAG, &O.quiet},
+      {NULL, 0, 0, NULL}};
+  if (bench_opts_parse(argc, argv, opts, usage)) return -1;
   if (!O.jwt_file || !O.devices_file || O.devices < 0 || O.http_port <= 0 || O.http_port > 65535 ||
       O.mqtt_port <= 0 || O.mqtt_port > 65535 || (O.qos != 0 && O.qos != 1) || O.subscribers < 1 ||
       O.subscribers > 10000 || O.threads < 1 || O.threads > 64 || O.ws_threads < 1 || O.ws_threads > 64 ||
       O.connect_conc < 1 || O.rate <= 0 || O.duration <= 0 || O.drain < 0 || O.max_message < 1024 ||
-      strlen(O.key) == 0 || strlen(O.key) > 32 || strpbrk(O.key, "\"\\,") || optind != argc) {
+      strlen(O.key) == 0 || strlen(O.key) > 32 || strpbrk(O.key, "\"\\,")) {
     usage(stderr);
     return -1;
   }
   return 0;
+}
+
+/* One "<device uuid> <access token>" line; other lines are skipped. */
+static int take_device(const char *line, void *elem, void *arg) {
+  struct device *d = elem;
+  char id[64], tok[512];
+  if (sscanf(line, "%63s %511s", id, tok) != 2) return 1;
+  if (strlen(id) != 36) {
+    fprintf(stderr, "ws_latency: %s: not a device uuid: %s\n", O.devices_file, id);
+    return -1;
+  }
+  memset(d, 0, sizeof *d);
+  memcpy(d->id, id, 37);
+  d->token = strdup(tok);
+  return d->token ? 0 : -1;
 }
 
 /* Read the JWT and the devices. 0 or -1 (reason on stderr). */
@@ -1165,34 +724,12 @@ static int load_inputs(size_t *ndev) {
     return -1;
   }
   g_jwt = strdup(line);
-  f = fopen(O.devices_file, "r");
-  if (!f) {
-    fprintf(stderr, "ws_latency: %s: %s\n", O.devices_file, strerror(errno));
-    return -1;
-  }
-  size_t n = 0, cap = 0;
-  while ((O.devices == 0 || n < (size_t)O.devices) && fgets(line, sizeof line, f)) {
-    line[strcspn(line, "\r\n")] = '\0';
-    char id[64], tok[512];
-    if (sscanf(line, "%63s %511s", id, tok) != 2) continue;
-    if (strlen(id) != 36) {
-      fprintf(stderr, "ws_latency: %s: not a device uuid: %s\n", O.devices_file, id);
-      fclose(f);
-      return -1;
-    }
-    if (n == cap) {
-      cap = cap ? cap * 2 : 1024;
-      struct device *d = realloc(g_dev, cap * sizeof *d);
-      if (!d) break;
-      g_dev = d;
-    }
-    memset(&g_dev[n], 0, sizeof g_dev[n]);
-    memcpy(g_dev[n].id, id, 37);
-    g_dev[n].token = strdup(tok);
-    if (!g_dev[n].token) break;
-    n++;
-  }
-  fclose(f);
+  void *arr;
+  size_t n;
+  int rc =
+      bench_lines_load("ws_latency", O.devices_file, (size_t)O.devices, sizeof *g_dev, take_device, NULL, &arr, &n);
+  g_dev = arr;
+  if (rc) return -1;
   if (n == 0) {
     fprintf(stderr, "ws_latency: no devices in %s\n", O.devices_file);
     return -1;
@@ -1202,30 +739,16 @@ static int load_inputs(size_t *ndev) {
   return 0;
 }
 
-static double mono_s(void) { return (double)uv_hrtime() / 1e9; }
-
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 struct totals {
-  uint64_t p_ok, p_failed, sent, acked, inflight_done, w_open, w_failed, live, sfailed, received;
-  bool p_connected, w_setup, p_drained;
+  uint64_t w_open, w_failed, live, sfailed, received;
+  bool w_setup;
+  struct bench_mqttc_progress p; /* the publishers */
 };
 
-static void totals(struct totals *t) {
+static void totals(const struct bench_mqttc *pub, struct totals *t) {
   memset(t, 0, sizeof *t);
-  t->p_connected = t->w_setup = t->p_drained = true;
-  for (int i = 0; i < O.threads; i++) {
-    struct pworker *w = &g_pw[i];
-    t->p_ok += atomic_load(&w->ok);
-    t->p_failed += atomic_load(&w->failed);
-    t->sent += atomic_load(&w->sent);
-    t->acked += atomic_load(&w->acked);
-    t->p_connected &= atomic_load(&w->connect_done) != 0;
-    t->p_drained &= atomic_load(&w->drained) != 0;
-  }
+  bench_mqttc_progress(pub, &t->p);
+  t->w_setup = true;
   for (int i = 0; i < O.ws_threads; i++) {
     struct wworker *w = &g_ww[i];
     t->w_open += atomic_load(&w->conns_open);
@@ -1237,30 +760,20 @@ static void totals(struct totals *t) {
   }
 }
 
-static void merge_errs(struct errkind *into, size_t *n, size_t cap, const struct errkind *from) {
-  for (int k = 0; k < MAX_ERR_KINDS && from[k].name[0]; k++) {
-    size_t j = 0;
-    while (j < *n && strcmp(into[j].name, from[k].name) != 0) j++;
-    if (j == *n) {
-      if (*n == cap) continue;
-      into[(*n)++] = from[k];
-    } else {
-      into[j].n += from[k].n;
-    }
-  }
-}
-
 int main(int argc, char **argv) {
   if (parse_args(argc, argv)) return 2;
   signal(SIGPIPE, SIG_IGN);
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
+  bench_raise_nofile();
   size_t ndev;
   if (load_inputs(&ndev)) return 2;
-  if (uv_ip4_addr(O.host, O.mqtt_port, (struct sockaddr_in *)&g_mqtt_addr) != 0 ||
+  struct bench_mqttc_config cfg = {
+      .protocol = 4, /* MQTT 3.1.1 */
+      .qos = O.qos, .keepalive = O.keepalive, .window = QOS1_WINDOW, .connect_conc = O.connect_conc,
+      .wbuf_limit = MQTT_WBUF_LIMIT, .rate = O.rate,
+      .burst_s = 0.1, /* at most 100 ms of backlog (a generator stall) */
+      .precise = true, .client_prefix = "wsl", .err_prefix = "mqtt_", .phase = &g_phase, .token = dev_token,
+      .payload = dev_payload};
+  if (uv_ip4_addr(O.host, O.mqtt_port, (struct sockaddr_in *)&cfg.addr) != 0 ||
       uv_ip4_addr(O.host, O.http_port, (struct sockaddr_in *)&g_http_addr) != 0) {
     fprintf(stderr, "ws_latency: --host must be a numeric IPv4 address: %s\n", O.host);
     return 2;
@@ -1268,26 +781,15 @@ int main(int argc, char **argv) {
   if ((size_t)O.subscribers > ndev) O.subscribers = (int)ndev;
   if (O.threads > (int)ndev) O.threads = (int)ndev;
   if (O.ws_threads > O.subscribers) O.ws_threads = O.subscribers;
+  cfg.threads = O.threads;
 
-  g_pw = calloc((size_t)O.threads, sizeof *g_pw);
+  /* publishers: connection i is device i */
+  struct bench_mqttc *pub = bench_mqttc_new(&cfg, ndev);
   g_ww = calloc((size_t)O.ws_threads, sizeof *g_ww);
-  struct pconn *pconns = calloc(ndev, sizeof *pconns);
   struct wconn *wconns = calloc((size_t)O.subscribers, sizeof *wconns);
-  if (!g_pw || !g_ww || !pconns || !wconns) {
+  if (!pub || !g_ww || !wconns) {
     fprintf(stderr, "ws_latency: out of memory\n");
     return 1;
-  }
-  /* publishers: contiguous slices of the devices */
-  size_t per = ndev / (size_t)O.threads, extra = ndev % (size_t)O.threads, first = 0;
-  for (int i = 0; i < O.threads; i++) {
-    struct pworker *w = &g_pw[i];
-    w->n = per + ((size_t)i < extra ? 1 : 0);
-    w->conns = pconns + first;
-    for (size_t j = 0; j < w->n; j++) w->conns[j].dev = (uint32_t)(first + j);
-    first += w->n;
-    w->pending_limit = (O.connect_conc + O.threads - 1) / O.threads;
-    w->rate = O.rate / O.threads;
-    if (uv_loop_init(&w->loop)) return 1;
   }
   /* subscribers: connection s watches devices [s*D/S, (s+1)*D/S) */
   for (int s = 0; s < O.subscribers; s++) {
@@ -1295,9 +797,8 @@ int main(int argc, char **argv) {
     wconns[s].first_dev = (uint32_t)((uint64_t)s * ndev / (uint64_t)O.subscribers);
     wconns[s].ndev = (uint32_t)((uint64_t)(s + 1) * ndev / (uint64_t)O.subscribers) - wconns[s].first_dev;
   }
-  per = (size_t)O.subscribers / (size_t)O.ws_threads;
-  extra = (size_t)O.subscribers % (size_t)O.ws_threads;
-  first = 0;
+  size_t per = (size_t)O.subscribers / (size_t)O.ws_threads, extra = (size_t)O.subscribers % (size_t)O.ws_threads,
+         first = 0;
   for (int i = 0; i < O.ws_threads; i++) {
     struct wworker *w = &g_ww[i];
     w->n = per + ((size_t)i < extra ? 1 : 0);
@@ -1306,91 +807,83 @@ int main(int argc, char **argv) {
     if (uv_loop_init(&w->loop)) return 1;
   }
 
-  double t0 = mono_s();
+  double t0 = bench_mono_s();
   for (int i = 0; i < O.ws_threads; i++)
     if (uv_thread_create(&g_ww[i].thr, w_main, &g_ww[i])) return 1;
-  for (int i = 0; i < O.threads; i++)
-    if (uv_thread_create(&g_pw[i].thr, p_main, &g_pw[i])) return 1;
+  if (bench_mqttc_start(pub)) return 1;
 
   /* CONNECT */
   struct totals T;
   double last = t0;
   for (;;) {
-    totals(&T);
-    if (T.p_connected && T.w_setup) break;
-    if (mono_s() - t0 >= O.connect_timeout) break;
-    sleep_ms(10);
-    if (!O.quiet && mono_s() - last >= 1) {
-      last = mono_s();
+    totals(pub, &T);
+    if (T.p.connected && T.w_setup) break;
+    if (bench_mono_s() - t0 >= O.connect_timeout) break;
+    bench_sleep_ms(10);
+    if (!O.quiet && bench_mono_s() - last >= 1) {
+      last = bench_mono_s();
       fprintf(stderr, "ws_latency: connecting t=%.0fs mqtt ok=%" PRIu64 " failed=%" PRIu64 " ws open=%" PRIu64
-              " failed=%" PRIu64 " subs live=%" PRIu64 " failed=%" PRIu64 "\n", last - t0, T.p_ok, T.p_failed,
+              " failed=%" PRIu64 " subs live=%" PRIu64 " failed=%" PRIu64 "\n", last - t0, T.p.ok, T.p.failed,
               T.w_open, T.w_failed, T.live, T.sfailed);
     }
   }
-  double t_conn = mono_s() - t0;
-  totals(&T);
+  double t_conn = bench_mono_s() - t0;
+  totals(pub, &T);
   fprintf(stderr, "ws_latency: connected mqtt ok=%" PRIu64 " failed=%" PRIu64 " ws open=%" PRIu64 " failed=%" PRIu64
-          " subscriptions live=%" PRIu64 " failed=%" PRIu64 " in %.2fs\n", T.p_ok, T.p_failed, T.w_open, T.w_failed,
+          " subscriptions live=%" PRIu64 " failed=%" PRIu64 " in %.2fs\n", T.p.ok, T.p.failed, T.w_open, T.w_failed,
           T.live, T.sfailed, t_conn);
-  bool can_run = T.p_ok > 0 && T.live > 0;
+  bool can_run = T.p.ok > 0 && T.live > 0;
 
   /* RUN */
-  double run0 = mono_s(), run_s = 0, drain_s = 0;
+  double run0 = bench_mono_s(), run_s = 0, drain_s = 0;
   if (can_run) {
-    atomic_store_explicit(&g_run_start_us, now_us(), memory_order_release);
-    atomic_store(&g_phase, PH_RUN);
+    atomic_store_explicit(&g_run_start_us, bench_now_us(), memory_order_release);
+    atomic_store(&g_phase, BENCH_RUN);
     last = run0;
-    while (mono_s() - run0 < O.duration) {
-      sleep_ms(10);
-      if (!O.quiet && mono_s() - last >= 1) {
-        last = mono_s();
-        totals(&T);
+    while (bench_mono_s() - run0 < O.duration) {
+      bench_sleep_ms(10);
+      if (!O.quiet && bench_mono_s() - last >= 1) {
+        last = bench_mono_s();
+        totals(pub, &T);
         fprintf(stderr, "ws_latency: running t=%.0fs sent=%" PRIu64 " acked=%" PRIu64 " received=%" PRIu64 "\n",
-                last - run0, T.sent, T.acked, T.received);
+                last - run0, T.p.sent, T.p.acked, T.received);
       }
     }
-    run_s = mono_s() - run0;
+    run_s = bench_mono_s() - run0;
     /* DRAIN */
-    atomic_store(&g_phase, PH_DRAIN);
-    double d0 = mono_s();
+    atomic_store(&g_phase, BENCH_DRAIN);
+    double d0 = bench_mono_s();
     for (;;) {
-      totals(&T);
-      if (T.p_drained && T.received >= T.sent) break;
-      if (mono_s() - d0 >= O.drain) break;
-      sleep_ms(5);
+      totals(pub, &T);
+      if (T.p.drained && T.received >= T.p.sent) break;
+      if (bench_mono_s() - d0 >= O.drain) break;
+      bench_sleep_ms(5);
     }
-    drain_s = mono_s() - d0;
+    drain_s = bench_mono_s() - d0;
   } else {
     fprintf(stderr, "ws_latency: nothing to measure (no MQTT connection or no live subscription)\n");
   }
-  atomic_store(&g_phase, PH_STOP);
-  for (int i = 0; i < O.threads; i++) uv_thread_join(&g_pw[i].thr);
+  atomic_store(&g_phase, BENCH_STOP);
+  bench_mqttc_join(pub);
   for (int i = 0; i < O.ws_threads; i++) uv_thread_join(&g_ww[i].thr);
-  totals(&T);
+  totals(pub, &T);
 
   /* merge */
-  static struct hist h, ack;
+  static struct bench_mqttc_result pr;
+  bench_mqttc_result(pub, &pr);
+  static struct bench_hist h;
+  const struct bench_hist *ack = &pr.ack;
   static uint64_t tl_n[TL_MAX], tl_max[TL_MAX], tl_slow[TL_MAX];
-  uint64_t unexpected = 0, p_closed = 0, lost_close = 0, no_room = 0;
   uint64_t ignored = 0, dup = 0, bad_value = 0, bad_json = 0, unknown_sub = 0, pings = 0, msgs = 0, w_closed = 0,
            in_drain = 0;
   uint64_t codes[8][2] = {{0}};
-  struct errkind errs[MAX_ERR_KINDS * 4];
+  struct bench_errkind errs[BENCH_ERRKINDS * 4];
   size_t nerrs = 0;
   memset(errs, 0, sizeof errs);
-  for (int i = 0; i < O.threads; i++) {
-    struct pworker *w = &g_pw[i];
-    unexpected += w->unexpected;
-    p_closed += w->closed_by_peer;
-    lost_close += w->lost_on_close;
-    no_room += w->no_room;
-    hist_merge(&ack, &w->ack);
-    merge_errs(errs, &nerrs, sizeof errs / sizeof errs[0], w->errs);
-    uv_loop_close(&w->loop);
-  }
+  bench_errkind_merge(errs, &nerrs, sizeof errs / sizeof errs[0], pr.errs, pr.nerrs);
   for (int i = 0; i < O.ws_threads; i++) {
     struct wworker *w = &g_ww[i];
-    hist_merge(&h, &w->h);
+    bench_hist_merge(&h, &w->h);
     ignored += w->ignored;
     dup += w->dup;
     bad_value += w->bad_value;
@@ -1412,20 +905,17 @@ int main(int argc, char **argv) {
       codes[j][0] = w->close_codes[k][0];
       codes[j][1] += w->close_codes[k][1];
     }
-    merge_errs(errs, &nerrs, sizeof errs / sizeof errs[0], w->errs);
+    bench_errkind_merge(errs, &nerrs, sizeof errs / sizeof errs[0], w->errs, BENCH_ERRKINDS);
     uv_loop_close(&w->loop);
   }
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  double cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-               ru.ru_stime.tv_usec / 1e6;
-  uint64_t lost = T.sent > T.received ? T.sent - T.received : 0;
-  double mean = h.n ? (double)h.sum / (double)h.n : 0;
+  struct bench_usage u;
+  bench_usage_get(&u);
+  double cpu = u.user_s + u.sys_s;
+  uint64_t lost = T.p.sent > T.received ? T.p.sent - T.received : 0;
+  double mean = bench_hist_mean(&h);
   char ebuf[2048] = "", cbuf[256] = "";
-  size_t el = 0, cl = 0;
-  for (size_t k = 0; k < nerrs; k++)
-    if (el < sizeof ebuf - 64)
-      el += (size_t)snprintf(ebuf + el, sizeof ebuf - el, "%s\"%s\":%" PRIu64, el ? "," : "", errs[k].name, errs[k].n);
+  size_t cl = 0;
+  bench_errkind_json(ebuf, sizeof ebuf, errs, nerrs);
   for (int k = 0; k < 8 && codes[k][1]; k++)
     cl += (size_t)snprintf(cbuf + cl, sizeof cbuf - cl, "%s\"%" PRIu64 "\":%" PRIu64, cl ? "," : "", codes[k][0],
                            codes[k][1]);
@@ -1455,12 +945,13 @@ int main(int argc, char **argv) {
           " max=%" PRIu64 " mean=%.0f n=%" PRIu64 "\n"
           "  latency publish->PUBACK us: p50=%" PRIu64 " p90=%" PRIu64 " p99=%" PRIu64 " max=%" PRIu64 " n=%" PRIu64 "\n"
           "  generator: maxrss=%ld KB cpu=%.2fs\n",
-          O.host, O.http_port, O.mqtt_port, ndev, O.subscribers, O.qos, O.rate, O.threads, O.ws_threads, T.p_ok,
-          T.p_failed, T.w_open, T.w_failed, T.live, T.sfailed, t_conn, run_s, T.sent, run_s > 0 ? T.sent / run_s : 0,
-          T.acked, T.received, lost, drain_s, in_drain, ignored, dup, bad_value, bad_json, unknown_sub, msgs, pings,
-          w_closed, p_closed, no_room, ebuf, cbuf, hist_pct(&h, 50), hist_pct(&h, 90), hist_pct(&h, 99),
-          hist_pct(&h, 99.9), h.max, mean, h.n, hist_pct(&ack, 50), hist_pct(&ack, 90), hist_pct(&ack, 99), ack.max,
-          ack.n, ru.ru_maxrss, cpu);
+          O.host, O.http_port, O.mqtt_port, ndev, O.subscribers, O.qos, O.rate, O.threads, O.ws_threads, T.p.ok,
+          T.p.failed, T.w_open, T.w_failed, T.live, T.sfailed, t_conn, run_s, T.p.sent,
+          run_s > 0 ? T.p.sent / run_s : 0, T.p.acked, T.received, lost, drain_s, in_drain, ignored, dup, bad_value,
+          bad_json, unknown_sub, msgs, pings, w_closed, pr.closed_by_peer, pr.no_room, ebuf, cbuf,
+          bench_hist_pct(&h, 50), bench_hist_pct(&h, 90), bench_hist_pct(&h, 99), bench_hist_pct(&h, 99.9), h.max,
+          mean, h.n, bench_hist_pct(ack, 50), bench_hist_pct(ack, 90), bench_hist_pct(ack, 99), ack->max, ack->n,
+          u.maxrss_kb, cpu);
   if (!O.quiet)
     for (size_t k = 0; k < nsec; k++)
       fprintf(stderr, "  second %zu: received=%" PRIu64 " max=%" PRIu64 "us over_%" PRIu64 "us=%" PRIu64 "\n", k,
@@ -1476,13 +967,14 @@ int main(int argc, char **argv) {
            ",\"errors\":{%s},\"close_codes\":{%s},\"lat_n\":%" PRIu64 ",\"lat_p50_us\":%" PRIu64
            ",\"lat_p90_us\":%" PRIu64 ",\"lat_p99_us\":%" PRIu64 ",\"lat_p999_us\":%" PRIu64 ",\"lat_max_us\":%" PRIu64
            ",\"lat_mean_us\":%.1f,\"ack_n\":%" PRIu64 ",\"ack_p50_us\":%" PRIu64 ",\"ack_p90_us\":%" PRIu64
-           ",\"ack_p99_us\":%" PRIu64 ",\"ack_max_us\":%" PRIu64 ",\"slow_us\":%" PRIu64 ",\"gen_maxrss_kb\":%ld,\"gen_cpu_s\":%.2f,\"worst_seconds\":[",
-           ndev, O.subscribers, O.qos, O.rate, O.threads, O.ws_threads, T.p_ok, T.p_failed, T.w_open, T.w_failed,
-           T.live, T.sfailed, t_conn, run_s, drain_s, T.sent, run_s > 0 ? T.sent / run_s : 0, T.acked, T.received,
-           lost, in_drain, ignored, dup, bad_value, bad_json, unknown_sub, msgs, w_closed, p_closed, lost_close,
-           unexpected, ebuf, cbuf, h.n, hist_pct(&h, 50), hist_pct(&h, 90), hist_pct(&h, 99), hist_pct(&h, 99.9),
-           h.max, mean, ack.n, hist_pct(&ack, 50), hist_pct(&ack, 90), hist_pct(&ack, 99), ack.max, O.slow_us,
-           ru.ru_maxrss, cpu);
+           ",\"ack_p99_us\":%" PRIu64 ",\"ack_max_us\":%" PRIu64 ",\"slow_us\":%" PRIu64
+           ",\"gen_maxrss_kb\":%ld,\"gen_cpu_s\":%.2f,\"worst_seconds\":[",
+           ndev, O.subscribers, O.qos, O.rate, O.threads, O.ws_threads, T.p.ok, T.p.failed, T.w_open, T.w_failed,
+           T.live, T.sfailed, t_conn, run_s, drain_s, T.p.sent, run_s > 0 ? T.p.sent / run_s : 0, T.p.acked, T.received,
+           lost, in_drain, ignored, dup, bad_value, bad_json, unknown_sub, msgs, w_closed, pr.closed_by_peer,
+           pr.lost_on_close, pr.unexpected, ebuf, cbuf, h.n, bench_hist_pct(&h, 50), bench_hist_pct(&h, 90),
+           bench_hist_pct(&h, 99), bench_hist_pct(&h, 99.9), h.max, mean, ack->n, bench_hist_pct(ack, 50),
+           bench_hist_pct(ack, 90), bench_hist_pct(ack, 99), ack->max, O.slow_us, u.maxrss_kb, cpu);
     for (int r = 0, first_out = 1; r < 3; r++)
       if (worst[r] >= 0) {
         printf("%s[%d,%" PRIu64 ",%" PRIu64 ",%" PRIu64 "]", first_out ? "" : ",", worst[r], tl_n[worst[r]],
@@ -1498,9 +990,8 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < ndev; i++) free(g_dev[i].token);
   free(g_dev);
   free(g_jwt);
-  free(pconns);
+  bench_mqttc_free(pub);
   free(wconns);
-  free(g_pw);
   free(g_ww);
   return can_run && T.received > 0 ? 0 : 1;
 }
