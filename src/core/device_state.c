@@ -693,6 +693,7 @@ static void write_done(struct td_write_req *r, int status) {
 }
 
 static void fill(struct fitem *it, const struct dev *e, int64_t now, bool ts) {
+  memset(&it->req, 0, sizeof it->req); /* the batch is malloc'd: no stale flags */
   size_t n = 0;
   struct td_kv *kv = it->kvs;
   if (e->dirty & D_ACTIVE) kv[n++] = (struct td_kv){.key = K_ACTIVE, .type = TD_KV_BOOLEAN, .v.b = e->active};
@@ -709,7 +710,6 @@ static void fill(struct fitem *it, const struct dev *e, int64_t now, bool ts) {
   it->req.scope = ts ? 0 : TD_SCOPE_SERVER;
   it->req.ts = now;
   it->req.ttl_s = 0;
-  it->req.urgent = false;
   it->req.n = n; /* req.kvs / req.points are set at submit time: the batch may still move (realloc) */
   it->req.done = write_done;
 }

@@ -184,7 +184,7 @@ int td_writer_submit(struct td_writer *w, struct td_write_req *r) {
   pthread_mutex_lock(&w->mu);
   if (w->closing)
     rc = TD_ECLOSED;
-  else if (w->len >= w->limit)
+  else if (w->len >= w->limit && !r->bounded)
     rc = TD_EFULL;
   if (rc == 0) {
     if (w->tail)

@@ -30,6 +30,10 @@ struct td_write_req {
   void (*done)(struct td_write_req *r, int status); /* on the writer thread; must not block */
   bool urgent;                      /* someone waits for this one (e.g. a WebSocket's first
                                      * read): end the max_delay_ms wait and commit now */
+  bool bounded;                     /* the submitter bounds its own requests (the rule engine:
+                                     * its in-flight window), so queue_limit does not refuse it.
+                                     * A refusal there would fail the message, and the engine
+                                     * acks failed messages: acknowledged data would be lost. */
 };
 
 struct td_writer_config {
@@ -41,7 +45,7 @@ struct td_writer_config {
 };
 
 int td_writer_new(const struct td_store_config *scfg, const struct td_writer_config *cfg, struct td_writer **out);
-/* td_writer_submit: 0, TD_EFULL or TD_ECLOSED. Any thread. */
+/* td_writer_submit: 0, TD_EFULL (queue_limit reached, not for r->bounded) or TD_ECLOSED. Any thread. */
 int td_writer_submit(struct td_writer *w, struct td_write_req *r);
 /* td_writer_close: writes what is queued (done callbacks run), joins, closes
  * the connection; later submits fail with TD_ECLOSED. Idempotent. */

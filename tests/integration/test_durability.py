@@ -59,6 +59,39 @@ def test_kill9_after_ack_loses_nothing(make_server):
         assert count_points(s, did, T0, per) == per
 
 
+def test_full_writer_queue_loses_nothing(make_server):
+    """The batched writer's queue limit must not fail the rule engine's saves: a
+    failed message is acked by the engine (ThingsBoard's SKIP_ALL_FAILURES), so its
+    data would be gone although the device got its 200. With a tiny limit and a
+    lingering writer, every point must still be stored."""
+    s = make_server(env={"TD_WRITER_QUEUE_LIMIT": "4", "TD_WRITER_MAX_DELAY_MS": "300"})
+    devs = [s.new_device() for _ in range(CONNS)]
+    per = 250
+    failures = []
+
+    def worker(i):
+        did, tok = devs[i]
+        sess = requests.Session()
+        try:
+            for j in range(per):
+                r = s.post_telemetry(tok, '{"ts":%d,"values":{"seq":%d}}' % (T0 + j, j), session=sess)
+                if r.status_code != 200:
+                    failures.append((i, j, r.status_code, r.text[:200]))
+                    return
+        finally:
+            sess.close()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(CONNS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures[:5]
+    for did, _ in devs:
+        wait_until(lambda: count_points(s, did, T0, per) == per, timeout=60, interval=0.2,
+                   what="%d points of device %s" % (per, did))
+    assert "queue full" not in s.log_tail(2000)
+
+
 def test_kill9_right_after_single_ack(make_server):
     s = make_server()
     did, tok = s.new_device()

@@ -172,6 +172,7 @@ static void on_msg(struct td_rule_ctx *ctx, struct td_msg *msg) {
     free(j);
     return;
   }
+  j->req.bounded = true; /* by the engine's window (rule_engine.max_inflight) */
   rc = td_writer_submit(w, &j->req);
   if (rc) { /* done will not run */
     td_rule_async_failure(j->h, td_strerror(rc));
