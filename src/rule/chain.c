@@ -82,6 +82,7 @@ struct td_rule_async {
   struct td_actor *node;     /* a reference until completion */
   struct td_msg *msg;
   struct td_rule_pctx *pc;   /* its own branch */
+  bool success_leads_nowhere; /* the node has no Success link (read at begin, in the node's turn) */
   char label[64];
   char reason[128];
 };
@@ -157,6 +158,9 @@ struct td_rule_async *td_rule_async_begin(struct td_rule_ctx *ctx, struct td_msg
    * another thread before on_msg has returned. */
   td_rule_pctx_branch(p->cur);
   h->pc = p->cur;
+  h->success_leads_nowhere = true;
+  for (size_t i = 0; i < p->nroutes; i++)
+    if (strcmp(p->routes[i].label, TD_RULE_SUCCESS) == 0) h->success_leads_nowhere = false;
   return h;
 }
 
@@ -164,6 +168,17 @@ void td_rule_async_tell_next(struct td_rule_async *h, const char *label) {
   snprintf(h->label, sizeof h->label, "%s", label);
   struct td_actor *node = h->node;
   h->node = NULL;
+  if (h->success_leads_nowhere && strcmp(label, TD_RULE_SUCCESS) == 0) {
+    /* Nothing follows (the save nodes at the end of the default root chain):
+     * the branch ends here, on the completing thread. Going through the node's
+     * mailbox would put a whole writer commit's completions (tens of
+     * thousands at once) in front of the node's new messages. */
+    td_rule_pctx_end(h->pc);
+    h->pc = NULL;
+    async_free(&h->hdr);
+    td_actor_unref(node);
+    return;
+  }
   /* Bounded: one completion per async_begin, itself bounded by the in-flight window. */
   (void)td_actor_tell_force(node, &h->hdr); /* on TD_ECLOSED async_free ran */
   td_actor_unref(node);

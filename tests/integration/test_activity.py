@@ -133,7 +133,12 @@ def test_mqtt_device_activity_lifecycle(make_server):
     assert data["lastDisconnectTime"] == a["lastDisconnectTime"]
     # in order; after the disconnect the device also goes inactive again once its timeout passes
     kinds = [e[0] for e in logged_events(server, name)]
-    assert kinds[:5] == ["CONNECT_EVENT", "ACTIVITY_EVENT", "INACTIVITY_EVENT", "ACTIVITY_EVENT", "DISCONNECT_EVENT"], kinds
+    # CONNECT_EVENT and the first ACTIVITY_EVENT leave together and go to two
+    # different log nodes (two actors), so their log lines may come in either
+    # order (as in ThingsBoard, branches are not ordered against each other);
+    # the later events are each waited for above, so their order is fixed.
+    assert sorted(kinds[:2]) == ["ACTIVITY_EVENT", "CONNECT_EVENT"], kinds
+    assert kinds[2:5] == ["INACTIVITY_EVENT", "ACTIVITY_EVENT", "DISCONNECT_EVENT"], kinds
     assert kinds[5:] in ([], ["INACTIVITY_EVENT"]), kinds
 
 

@@ -4,11 +4,12 @@
  *  - producers (any thread) encode their messages into framed records, reserve
  *    room in the in-flight window and queue a request for the writer;
  *  - the writer thread does group commit: it takes every request queued since
- *    its last write (up to max_batch_bytes), writes them with writev, calls
- *    fdatasync once, calls each request's done(arg, 0), then hands the
- *    messages (in memory, in order) to the consumer thread. It also persists
- *    the committed offset every 100 ms when it changed and deletes segments
- *    wholly below it;
+ *    its last write (up to max_batch_bytes), writes them with writev, hands
+ *    the messages (in memory, in order) to the consumer thread, calls
+ *    fdatasync once, then each request's done(arg, 0): producers hear
+ *    "durable" only after the sync, the rule engine does not wait for it. It
+ *    also persists the committed offset every 100 ms when it changed (never
+ *    past what is synced) and deletes segments wholly below it;
  *  - the consumer thread first replays, from the segment files, every record
  *    at or after the committed offset that was there at open (at-least-once
  *    after a crash), then delivers live messages.
@@ -84,6 +85,8 @@ struct qlog {
   struct qlog_seg *segs;       /* live segment files, sorted; last = current */
   size_t nsegs, segs_cap;
   uint64_t persisted;
+  uint64_t durable_end;        /* offsets below it are fdatasync'ed (smu) */
+  int broken;                  /* an fdatasync failed: produce refused from then on (mu) */
   int64_t last_persist_ms;
 
   /* consumer */
@@ -94,6 +97,24 @@ struct qlog {
   size_t nreplay;
 
   pthread_t writer, consumer;
+
+  /* syncer thread (smu): fdatasync and the producers' acknowledgements, off
+   * the writer's path, so the next batch is written while this one syncs */
+  pthread_mutex_t smu;
+  pthread_cond_t scond;
+  struct synced *sync_head, *sync_tail; /* written, waiting for the sync */
+  int syncing, sstop, sync_fd;
+  pthread_t syncer;
+  int syncer_started;
+};
+
+/* The acknowledgements of one written batch, in produce order. */
+struct ack { td_queue_done_fn done; void *arg; int status; };
+struct synced {
+  struct synced *next;
+  uint64_t end;                /* next_offset after the batch */
+  size_t n;
+  struct ack acks[];
 };
 
 static const struct td_queue_ops log_ops;
@@ -177,7 +198,7 @@ static int log_produce(struct td_queue *tq, struct td_msg *const *msgs, size_t n
   struct qlog *q = (struct qlog *)tq;
   if (n == 0 || !done) return TD_EINVAL;
   pthread_mutex_lock(&q->mu);
-  int rc = q->closed ? TD_ECLOSED : (q->inflight + n > q->max_inflight ? TD_EFULL : 0);
+  int rc = q->closed ? TD_ECLOSED : q->broken ? TD_EIO : (q->inflight + n > q->max_inflight ? TD_EFULL : 0);
   if (!rc) q->inflight += n;   /* reserve before the (unlocked) encoding */
   pthread_mutex_unlock(&q->mu);
   if (rc) return rc;
@@ -266,8 +287,9 @@ static int write_all(int fd, struct iovec *iov, int cnt) {
 }
 
 /* Write requests [from, to) into the current segment with one writev per
- * BATCH_IOV requests and one fdatasync. On error the segment is cut back. */
-static int flush_group(struct qlog *q, struct preq *from, struct preq *to, uint64_t bytes) {
+ * BATCH_IOV requests, then (sync) one fdatasync. On error the segment is cut
+ * back. */
+static int flush_group(struct qlog *q, struct preq *from, struct preq *to, uint64_t bytes, int sync) {
   struct iovec iov[BATCH_IOV];
   int rc = 0, cnt = 0;
   for (struct preq *r = from; r != to && !rc; r = r->next) {
@@ -278,7 +300,7 @@ static int flush_group(struct qlog *q, struct preq *from, struct preq *to, uint6
       cnt = 0;
     }
   }
-  if (!rc && q->fsync && fdatasync(q->fd) < 0) rc = TD_EIO;
+  if (!rc && sync && q->fsync && fdatasync(q->fd) < 0) rc = TD_EIO;
   if (rc) {
     td_log(TD_LOG_ERROR, "queue", "action=write dir=%s errno=%d", q->dir, errno);
     /* Cut the partial write off so the next batch follows the last good record
@@ -291,6 +313,56 @@ static int flush_group(struct qlog *q, struct preq *from, struct preq *to, uint6
   return 0;
 }
 
+/* sync_drain: wait until the syncer has nothing pending (writer thread, before
+ * the fd it syncs changes, or before it acknowledges anything itself). */
+static void sync_drain(struct qlog *q) {
+  pthread_mutex_lock(&q->smu);
+  while (q->sync_head || q->syncing) pthread_cond_wait(&q->scond, &q->smu);
+  pthread_mutex_unlock(&q->smu);
+}
+
+/* mark_broken: an fdatasync failed. After that the file's state is unknown
+ * (Linux may drop the dirty pages), so the log takes nothing more; an
+ * operator must act. */
+static void mark_broken(struct qlog *q) {
+  td_log(TD_LOG_ERROR, "queue", "action=fdatasync dir=%s errno=%d result=\"refusing new messages\"", q->dir, errno);
+  pthread_mutex_lock(&q->mu);
+  q->broken = 1;
+  pthread_mutex_unlock(&q->mu);
+}
+
+/* syncer_main: one fdatasync for everything written since the last one, then
+ * its acknowledgements (in order). */
+static void *syncer_main(void *arg) {
+  struct qlog *q = arg;
+  pthread_mutex_lock(&q->smu);
+  for (;;) {
+    while (!q->sync_head && !q->sstop) pthread_cond_wait(&q->scond, &q->smu);
+    struct synced *list = q->sync_head;
+    if (!list) break; /* stop, nothing left */
+    q->sync_head = q->sync_tail = NULL;
+    q->syncing = 1;
+    int fd = q->sync_fd;
+    pthread_mutex_unlock(&q->smu);
+    int rc = q->fsync && fdatasync(fd) < 0 ? TD_EIO : 0;
+    if (rc) mark_broken(q);
+    uint64_t end = 0;
+    for (struct synced *b = list; b;) {
+      struct synced *next = b->next;
+      for (size_t i = 0; i < b->n; i++) b->acks[i].done(b->acks[i].arg, b->acks[i].status ? b->acks[i].status : rc);
+      end = b->end;
+      free(b);
+      b = next;
+    }
+    pthread_mutex_lock(&q->smu);
+    if (!rc) q->durable_end = end;
+    q->syncing = 0;
+    pthread_cond_broadcast(&q->scond);
+  }
+  pthread_mutex_unlock(&q->smu);
+  return NULL;
+}
+
 static void write_batch(struct qlog *q, struct preq *batch) {
   struct preq *group = batch;
   uint64_t group_bytes = 0, group_first = q->next_offset;
@@ -298,7 +370,10 @@ static void write_batch(struct qlog *q, struct preq *batch) {
   struct preq *r = batch;
   for (; r && !rc; r = r->next) {
     if (q->seg_size + group_bytes >= q->segment_bytes && q->seg_size + group_bytes > 0) {
-      if (group != r && (rc = flush_group(q, group, r, group_bytes))) break;
+      /* the segment is left for good: sync it before its fd is closed (and
+       * let the syncer finish with that fd first) */
+      sync_drain(q);
+      if (group != r && (rc = flush_group(q, group, r, group_bytes, 1))) break;
       group = r;
       group_bytes = 0;
       group_first = q->next_offset;
@@ -308,16 +383,39 @@ static void write_batch(struct qlog *q, struct preq *batch) {
     q->next_offset += r->n;
     group_bytes += r->enc.len;
   }
-  if (!rc && group) rc = flush_group(q, group, NULL, group_bytes);
+  if (!rc && group) rc = flush_group(q, group, NULL, group_bytes, 0);
   if (rc) {
     /* The failed group and everything after it did not become durable. */
     q->next_offset = group_first;
     for (struct preq *f = group; f; f = f->next) f->status = TD_EIO;
   }
-  for (r = batch; r; r = r->next) {
-    r->done(r->arg, r->status);
-    td_buf_deinit(&r->enc);
+  /* The records are written (page cache), not yet synced. The consumer gets
+   * them now, and the syncer thread does the fdatasync and then the
+   * producers' acknowledgements: a device hears "stored" only once it is
+   * (architecture invariant 1), while the rule engine (and a WebSocket
+   * subscriber) never waits for the disk, and the next batch is written while
+   * this one syncs. After a crash before the sync the device has no ack and
+   * sends again; the persisted consumer offset never passes durable_end
+   * (housekeeping), so no offset is skipped. The callbacks are copied first:
+   * the consumer may free a request as soon as it has it. */
+  size_t nreq = 0;
+  for (r = batch; r; r = r->next) nreq++;
+  struct synced *sy = malloc(sizeof *sy + nreq * sizeof sy->acks[0]);
+  if (sy) {
+    sy->next = NULL;
+    sy->end = q->next_offset;
+    sy->n = 0;
+    for (r = batch; r; r = r->next) sy->acks[sy->n++] = (struct ack){r->done, r->arg, r->status};
+  } else { /* no memory: sync and acknowledge here, in order after the syncer's */
+    sync_drain(q);
+    int sync_rc = q->fsync && fdatasync(q->fd) < 0 ? TD_EIO : 0;
+    if (sync_rc) mark_broken(q);
+    for (r = batch; r; r = r->next) r->done(r->arg, r->status ? r->status : sync_rc);
+    pthread_mutex_lock(&q->smu);
+    if (!sync_rc) q->durable_end = q->next_offset;
+    pthread_mutex_unlock(&q->smu);
   }
+  for (r = batch; r; r = r->next) td_buf_deinit(&r->enc);
   pthread_mutex_lock(&q->mu);
   for (r = batch; r;) {
     struct preq *next = r->next;
@@ -336,6 +434,14 @@ static void write_batch(struct qlog *q, struct preq *batch) {
   }
   pthread_cond_broadcast(&q->ccond);
   pthread_mutex_unlock(&q->mu);
+  if (sy) {
+    pthread_mutex_lock(&q->smu);
+    q->sync_fd = q->fd;
+    if (q->sync_tail) q->sync_tail->next = sy; else q->sync_head = sy;
+    q->sync_tail = sy;
+    pthread_cond_signal(&q->scond);
+    pthread_mutex_unlock(&q->smu);
+  }
 }
 
 /* Persist the committed offset (if changed) and delete segments wholly below it. */
@@ -346,6 +452,9 @@ static void housekeeping(struct qlog *q, int force) {
   pthread_mutex_lock(&q->mu);
   uint64_t c = q->committed;
   pthread_mutex_unlock(&q->mu);
+  pthread_mutex_lock(&q->smu);
+  if (c > q->durable_end) c = q->durable_end; /* processed before its own sync (write_batch) */
+  pthread_mutex_unlock(&q->smu);
   if (c == q->persisted) return;
   if (qlog_offset_save(q->dir, c, q->fsync)) return;
   q->persisted = c;
@@ -529,6 +638,15 @@ static void log_stats(struct td_queue *tq, uint64_t *produced, uint64_t *acked, 
 }
 
 static void qlog_free(struct qlog *q) {
+  if (q->syncer_started) { /* open failed after the syncer started */
+    pthread_mutex_lock(&q->smu);
+    q->sstop = 1;
+    pthread_cond_signal(&q->scond);
+    pthread_mutex_unlock(&q->smu);
+    pthread_join(q->syncer, NULL);
+  }
+  pthread_mutex_destroy(&q->smu);
+  pthread_cond_destroy(&q->scond);
   if (q->fd >= 0) close(q->fd);
   free(q->bits);
   free(q->segs);
@@ -547,7 +665,13 @@ static void log_close(struct td_queue *tq) {
   q->closed = 1;
   pthread_cond_signal(&q->wcond);
   pthread_mutex_unlock(&q->mu);
-  pthread_join(q->writer, NULL);   /* drains pending writes, runs their done callbacks */
+  pthread_join(q->writer, NULL);   /* drains pending writes */
+  pthread_mutex_lock(&q->smu);
+  q->sstop = 1;
+  pthread_cond_signal(&q->scond);
+  pthread_mutex_unlock(&q->smu);
+  if (q->syncer_started) pthread_join(q->syncer, NULL); /* syncs the rest, runs their done callbacks */
+  q->syncer_started = 0;
 
   pthread_mutex_lock(&q->mu);
   q->cstop = 1;
@@ -642,16 +766,21 @@ int td_queue_log_open(const struct td_queue_config *cfg, struct td_queue **out) 
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_mutex_init(&q->mu, NULL);
+  pthread_mutex_init(&q->smu, NULL);
+  pthread_cond_init(&q->scond, NULL);
   pthread_cond_init(&q->wcond, &ca);
   pthread_cond_init(&q->ccond, NULL);
   pthread_condattr_destroy(&ca);
   q->dir = strdup(cfg->dir);
   q->bits = calloc(q->ring / 64, sizeof *q->bits);
   int rc = (!q->dir || !q->bits) ? TD_ENOMEM : recover(q);
+  if (!rc) q->durable_end = q->next_offset; /* what recovery found is on disk */
   if (!rc) {
     q->last_persist_ms = td_mono_ms();
-    if (pthread_create(&q->writer, NULL, writer_main, q)) rc = TD_ENOMEM;
+    if (pthread_create(&q->syncer, NULL, syncer_main, q)) rc = TD_ENOMEM;
+    else q->syncer_started = 1;
   }
+  if (!rc && pthread_create(&q->writer, NULL, writer_main, q)) rc = TD_ENOMEM;
   if (rc) {
     td_log(TD_LOG_ERROR, "queue", "action=open dir=%s err=%s", cfg->dir, td_errname(rc));
     qlog_free(q);

@@ -9,6 +9,19 @@
 #include "base/time.h"
 #include "store/sqlite/entity_int.h"
 
+/* sq_page_data: see sqlite_int.h. */
+int sq_page_data(json_t *data, int64_t total, const struct td_page_link *pl, int rc, json_t **out) {
+  if (rc) {
+    json_decref(data);
+    return rc;
+  }
+  int64_t pages = (total + pl->page_size - 1) / pl->page_size;
+  bool has_next = total > ((int64_t)pl->page + 1) * pl->page_size;
+  *out = json_pack("{s:o,s:I,s:I,s:b}", "data", data, "totalPages", (json_int_t)pages, "totalElements",
+                   (json_int_t)total, "hasNext", has_next);
+  return *out ? 0 : TD_ENOMEM;
+}
+
 #define SQL_MAX 2048
 
 json_t *ent_id_json(enum td_entity_type t, const struct td_uuid *u) {
@@ -184,15 +197,7 @@ int ent_page(struct sq *s, const struct edesc *d, const struct filt *f, int nf, 
     if (rc == 0) json_array_append_new(data, o);
   }
   sq_done(s, stmt);
-  if (rc) {
-    json_decref(data);
-    return rc;
-  }
-  int64_t pages = (total + pl->page_size - 1) / pl->page_size;
-  bool has_next = total > ((int64_t)pl->page + 1) * pl->page_size;
-  *out = json_pack("{s:o,s:I,s:I,s:b}", "data", data, "totalPages", (json_int_t)pages, "totalElements",
-                   (json_int_t)total, "hasNext", has_next);
-  return *out ? 0 : TD_ENOMEM;
+  return sq_page_data(data, total, pl, rc, out);
 }
 
 /* Bind column i of the descriptor from doc at parameter p. */

@@ -178,15 +178,7 @@ int sq_rpcs_page(struct td_store *st, const struct td_uuid *device_id, const cha
     if ((rc = row_json(stmt, false, &o)) == 0) json_array_append_new(data, o);
   }
   sq_done(s, stmt);
-  if (rc) {
-    json_decref(data);
-    return rc;
-  }
-  int64_t pages = (total + pl->page_size - 1) / pl->page_size;
-  bool has_next = total > ((int64_t)pl->page + 1) * pl->page_size;
-  *out = json_pack("{s:o,s:I,s:I,s:b}", "data", data, "totalPages", (json_int_t)pages, "totalElements",
-                   (json_int_t)total, "hasNext", has_next);
-  return *out ? 0 : TD_ENOMEM;
+  return sq_page_data(data, total, pl, rc, out);
 }
 
 int sq_rpcs_pending(struct td_store *st, const struct td_uuid *device_id, size_t max, json_t **out) {

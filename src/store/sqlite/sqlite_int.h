@@ -85,6 +85,9 @@ int sq_exec(struct sq *s, const char *sql);
 int sq_err(struct sq *s, int rc, const char *what);
 /* sq_step_done: step a statement that returns no rows; then sq_done. */
 int sq_step_done(struct sq *s, sqlite3_stmt *stmt, const char *what);
+/* sq_page_data: a PageData object (store.h) of the rows in data (taken) for
+ * page link pl, total rows total; with rc != 0 frees data and returns rc. */
+int sq_page_data(json_t *data, int64_t total, const struct td_page_link *pl, int rc, json_t **out);
 /* Savepoints make a multi-statement change atomic whether or not the caller
  * has an explicit transaction open. sq_sp_end(ok=false) rolls back. */
 int sq_sp_begin(struct sq *s);
