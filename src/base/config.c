@@ -78,7 +78,7 @@ static const struct key keys[] = {
   {"database.pool_threads", "TD_DB_POOL_THREADS", K_INT, F(db_pool_threads), "2", "storage threads for request work (REST, device reads)"},
   {"database.pool_queue_limit", "TD_DB_POOL_QUEUE_LIMIT", K_INT, F(db_pool_queue_limit), "10000", "queued storage jobs; past it requests get 503"},
   {"database.writer.max_batch_rows", "TD_WRITER_MAX_BATCH_ROWS", K_INT, F(writer_max_batch_rows), "300000", "most rows per telemetry commit (group commit)"},
-  {"database.writer.max_delay_ms", "TD_WRITER_MAX_DELAY_MS", K_INT, F(writer_max_delay_ms), "1000", "under load, commit telemetry at most once per this many ms unless max_batch_rows are queued (fewer, larger commits); 0 = at once"},
+  {"database.writer.max_delay_ms", "TD_WRITER_MAX_DELAY_MS", K_INT, F(writer_max_delay_ms), "500", "under load, commit telemetry at most once per this many ms unless max_batch_rows are queued (fewer, larger commits); 0 = at once"},
   {"database.writer.queue_limit", "TD_WRITER_QUEUE_LIMIT", K_INT, F(writer_queue_limit), "100000", "queued write requests from outside the rule engine (device state, WebSocket reads); the rule engine's own are bounded by rule_engine.max_inflight"},
   {"queue.type", "TB_QUEUE_TYPE", K_STR, F(queue_type), "log", "queue backend: log (embedded durable log)"},
   {"queue.partitions", "TB_QUEUE_PARTITIONS", K_INT, F(queue_partitions), "12", "queue partitions (hash of the originator)"},
