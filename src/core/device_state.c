@@ -435,7 +435,7 @@ static void on_disconnect(struct td_device_state *ds, struct stripe *s, struct d
   else emit(ds, e, TD_MSG_DISCONNECT_EVENT);
 }
 
-enum report { R_CONNECT, R_DISCONNECT, R_ACTIVITY };
+enum report { R_CONNECT, R_DISCONNECT, R_ACTIVITY, R_TRACK };
 
 static void report(struct td_device_state *ds, const struct td_uuid *tenant_id, const struct td_uuid *device_id,
                    int64_t now, enum report what) {
@@ -449,6 +449,7 @@ static void report(struct td_device_state *ds, const struct td_uuid *tenant_id, 
     case R_CONNECT: on_connect(ds, s, e, now); break;
     case R_DISCONNECT: on_disconnect(ds, s, e, now); break;
     case R_ACTIVITY: on_activity(ds, s, e, now); break;
+    case R_TRACK: break; /* the entry (and its load) is all */
     }
   }
   pthread_mutex_unlock(&s->mu);
@@ -467,6 +468,47 @@ void td_device_state_disconnect(struct td_device_state *ds, const struct td_uuid
 void td_device_state_activity(struct td_device_state *ds, const struct td_uuid *tenant_id,
                               const struct td_uuid *device_id, int64_t now_ms) {
   report(ds, tenant_id, device_id, now_ms, R_ACTIVITY);
+}
+
+void td_device_state_track(struct td_device_state *ds, const struct td_uuid *tenant_id,
+                           const struct td_uuid *device_id) {
+  report(ds, tenant_id, device_id, 0, R_TRACK);
+}
+
+/* ---- after a restart: devices stored as active ---- */
+
+struct restore_job {
+  struct td_dbjob job;
+  struct td_device_state *ds;
+};
+
+/* Storage thread: every device stored as active is tracked again, so that its
+ * inactivity is detected although it may never report again. */
+static void restore_run(struct td_dbjob *j, struct td_store *st) {
+  struct restore_job *r = td_container_of(j, struct restore_job, job);
+  struct td_arena a;
+  td_arena_init(&a, 0);
+  struct td_uuid *ids, *tenants;
+  size_t n = 0;
+  int rc = td_store_devices_active(st, r->ds->cfg.persist_to_telemetry, r->ds->cfg.max_devices, &a, &ids, &tenants, &n);
+  if (rc) td_log(TD_LOG_WARN, "state", "action=\"reading active devices\" err=%s", td_errname(rc));
+  for (size_t i = 0; !rc && i < n; i++) td_device_state_track(r->ds, &tenants[i], &ids[i]);
+  if (!rc) td_log(TD_LOG_INFO, "state", "action=restore active_devices=%zu", n);
+  td_arena_deinit(&a);
+}
+
+static void restore_done(struct td_dbjob *j) { free(td_container_of(j, struct restore_job, job)); }
+
+int td_device_state_restore(struct td_device_state *ds) {
+  if (!ds || !ds->ctx || !ds->ctx->db) return TD_EINVAL;
+  struct restore_job *r = calloc(1, sizeof *r);
+  if (!r) return TD_ENOMEM;
+  r->ds = ds;
+  r->job.run = restore_run;
+  r->job.done = restore_done;
+  int rc = td_dbpool_submit(ds->ctx->db, &r->job);
+  if (rc) free(r);
+  return rc;
 }
 
 void td_device_state_timeout_changed(struct td_device_state *ds, const struct td_uuid *tenant_id,

@@ -142,6 +142,15 @@ void td_device_state_attrs_saved(struct td_device_state *ds, const struct td_uui
                                  const struct td_entity_id *e, int scope, const struct td_kv *kvs, size_t n);
 void td_device_state_attrs_deleted(struct td_device_state *ds, const struct td_uuid *tenant_id,
                                    const struct td_entity_id *e, int scope, const char *const *keys, size_t n);
+/* track: know the device (its stored state is loaded) without a report; a
+ * device stored as active then goes inactive on time even if it never
+ * reports again. */
+void td_device_state_track(struct td_device_state *ds, const struct td_uuid *tenant_id,
+                           const struct td_uuid *device_id);
+/* td_device_state_restore: after a start, track every device the store says
+ * is active (a storage job on ctx->db; ThingsBoard reads all devices at start
+ * for the same reason). 0 or TD_EFULL/TD_ENOMEM/TD_EINVAL. Main thread. */
+int td_device_state_restore(struct td_device_state *ds);
 /* forget: drop the device (deleted); no more events or writes for it. */
 void td_device_state_forget(struct td_device_state *ds, const struct td_uuid *device_id);
 

@@ -135,6 +135,8 @@ static int start(struct server *s, bool demo) {
   struct td_device_state_config dscfg;
   td_device_state_config_from(cfg, &dscfg);
   if ((rc = td_device_state_new(ctx, &dscfg, &ctx->device_state))) return rc;
+  if ((rc = td_device_state_restore(ctx->device_state)))
+    td_log(TD_LOG_WARN, "server", "action=\"restoring device states\" err=%s", td_errname(rc));
   if ((rc = td_rule_engine_new(ctx, &ctx->rules))) return rc;
 
   if (cfg->http_bind_port > 0) {

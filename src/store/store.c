@@ -138,6 +138,8 @@ FWD(ts_delete,
      int64_t start_ts, int64_t end_ts, bool delete_latest, bool rewrite_latest),
     (st, e, keys, nkeys, delete_all, start_ts, end_ts, delete_latest, rewrite_latest))
 FWD(ts_count, (struct td_store *st, const struct td_entity_id *e, int64_t *count), (st, e, count))
+FWD(devices_active, (struct td_store *st, bool telemetry, size_t max, struct td_arena *a, struct td_uuid **device_ids,
+                     struct td_uuid **tenant_ids, size_t *n), (st, telemetry, max, a, device_ids, tenant_ids, n))
 
 FWD(rpc_insert, (struct td_store *st, json_t *rpc), (st, rpc))
 FWD(rpc_get, (struct td_store *st, const struct td_uuid *id, json_t **out), (st, id, out))

@@ -222,6 +222,12 @@ int td_store_ts_query(struct td_store *st, const struct td_entity_id *e, const s
  * delete_all); when delete_latest, drop or (rewrite_latest) recompute the latest value. */
 int td_store_ts_delete(struct td_store *st, const struct td_entity_id *e, const char *const *keys, size_t nkeys,
                        bool delete_all, int64_t start_ts, int64_t end_ts, bool delete_latest, bool rewrite_latest);
+/* td_store_devices_active: up to max devices whose stored activity state says
+ * active (the SERVER_SCOPE attribute `active`, or with telemetry its latest
+ * timeseries value), with their tenants; arrays in arena a. For the device
+ * state service after a restart. */
+int td_store_devices_active(struct td_store *st, bool telemetry, size_t max, struct td_arena *a,
+                            struct td_uuid **device_ids, struct td_uuid **tenant_ids, size_t *n);
 /* td_store_ts_count: number of stored points of an entity (all keys) — for tests and benchmarks. */
 int td_store_ts_count(struct td_store *st, const struct td_entity_id *e, int64_t *count);
 

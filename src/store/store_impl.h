@@ -104,6 +104,8 @@ struct td_store_ops {
   int (*rpcs_page)(struct td_store *st, const struct td_uuid *device_id, const char *status,
                    const struct td_page_link *pl, json_t **out);
   int (*rpcs_pending)(struct td_store *st, const struct td_uuid *device_id, size_t max, json_t **out);
+  int (*devices_active)(struct td_store *st, bool telemetry, size_t max, struct td_arena *a,
+                        struct td_uuid **device_ids, struct td_uuid **tenant_ids, size_t *n);
 };
 
 /* Every backend connection starts with this. */

@@ -158,6 +158,23 @@ def test_timeout_changed_while_tracked_and_http_activity(make_server):
     assert a["inactivityAlarmTime"] - a["lastActivityTime"] > 500
 
 
+def test_active_device_goes_inactive_after_a_restart(make_server):
+    """A device stored as active when the server stops, and that never reports
+    again, must still go inactive on time after the next start (ThingsBoard reads
+    every device's state at start for this)."""
+    server = make_server()
+    did, tok = server.new_device()
+    r = server.api("POST", attr_url(did, "/SERVER_SCOPE"), TENANT, json={"inactivityTimeout": 3000})
+    assert r.status_code == 200, r.text
+    assert server.post_telemetry(tok, {"x": 1}).status_code == 200
+    wait_until(lambda: server_attrs(server, did).get("active") is True, what="active=true")
+    server.restart()  # SIGTERM: the state is written; the device says nothing more
+    a = wait_until(lambda: (lambda s: s if s.get("active") is False else None)(server_attrs(server, did)),
+                   timeout=30, what="inactive after the restart, with no report")
+    assert a["inactivityAlarmTime"] - a["lastActivityTime"] > 3000
+    assert "action=restore active_devices=1" in server.log_tail(400)
+
+
 def test_gateway_children_state(make_server):
     server = make_server()
     gtok = uniq("GW").replace("-", "_")

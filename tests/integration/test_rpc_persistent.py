@@ -214,6 +214,15 @@ def test_list_get_delete_and_isolation(server, tenant_b):
         d.close()
 
 
+def test_deleting_the_device_deletes_its_rpcs(server):
+    did, _ = server.new_device()
+    rid = persistent_rpc(server, did, method="gone")
+    assert get_rpc(server, rid)["status"] == "QUEUED"
+    assert server.api("DELETE", "/api/device/%s" % did, TENANT).status_code == 200
+    r = server.api("GET", "/api/rpc/persistent/%s" % rid, TENANT)
+    assert r.status_code == 404, r.text
+
+
 def test_request_uuid_is_the_rpc_id_and_unique(server):
     did, _ = server.new_device()
     u = "5b1f00aa-1234-11ee-8000-00000000abcd"

@@ -183,6 +183,7 @@ int sq_device_delete(struct td_store *st, const struct td_uuid *id) {
   rc = ent_exec(s, "DELETE FROM device WHERE id=?1", &a, 1);
   if (rc == 0 && sqlite3_changes(s->db) == 0) rc = TD_ENOTFOUND;
   if (rc == 0) rc = ent_exec(s, "DELETE FROM device_credentials WHERE device_id=?1", &a, 1);
+  if (rc == 0) rc = ent_exec(s, "DELETE FROM rpc WHERE device_id=?1", &a, 1); /* its persistent RPCs */
   if (rc == 0) rc = sq_delete_entity_data(s, id);
   int rc2 = sq_sp_end(s, rc == 0);
   return rc ? rc : rc2;

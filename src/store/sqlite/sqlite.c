@@ -343,6 +343,7 @@ const struct td_store_ops td_sqlite_ops = {
     .ts_query = sq_ts_query,
     .ts_delete = sq_ts_delete,
     .ts_count = sq_ts_count,
+    .devices_active = sq_devices_active,
     .rpc_insert = sq_rpc_insert,
     .rpc_get = sq_rpc_get,
     .rpc_set_status = sq_rpc_set_status,

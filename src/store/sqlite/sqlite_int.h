@@ -187,6 +187,8 @@ int sq_ts_query(struct td_store *st, const struct td_entity_id *e, const struct 
 int sq_ts_delete(struct td_store *st, const struct td_entity_id *e, const char *const *keys, size_t nkeys,
                  bool delete_all, int64_t start_ts, int64_t end_ts, bool delete_latest, bool rewrite_latest);
 int sq_ts_count(struct td_store *st, const struct td_entity_id *e, int64_t *count);
+int sq_devices_active(struct td_store *st, bool telemetry, size_t max, struct td_arena *a,
+                      struct td_uuid **device_ids, struct td_uuid **tenant_ids, size_t *n);
 
 /* ---- rpc.c (persistent RPC) ---- */
 int sq_rpc_insert(struct td_store *st, json_t *rpc);

@@ -872,6 +872,51 @@ int sq_ts_count(struct td_store *st, const struct td_entity_id *e, int64_t *coun
   return rc;
 }
 
+/* sq_devices_active: see store.h. */
+int sq_devices_active(struct td_store *st, bool telemetry, size_t max, struct td_arena *a,
+                      struct td_uuid **device_ids, struct td_uuid **tenant_ids, size_t *n) {
+  struct sq *s = sq_of(st);
+  sqlite3_stmt *stmt;
+  int rc = sq_prep(s, telemetry
+                          ? "SELECT d.id, d.tenant_id FROM ts_kv_latest v JOIN key_dictionary k ON k.key_id=v.key "
+                            "JOIN device d ON d.id=v.entity_id WHERE k.key='active' AND v.bool_v=1 LIMIT ?1"
+                          : "SELECT d.id, d.tenant_id FROM attribute_kv v JOIN key_dictionary k ON k.key_id=v.key "
+                            "JOIN device d ON d.id=v.entity_id WHERE k.key='active' AND v.scope=2 AND v.bool_v=1 "
+                            "LIMIT ?1",
+                   &stmt);
+  if (rc) return rc;
+  sqlite3_bind_int64(stmt, 1, (sqlite3_int64)max);
+  size_t cap = 0, len = 0;
+  struct td_uuid *ids = NULL, *tenants = NULL;
+  int step;
+  while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+    if (len == cap) {
+      size_t nc = cap ? cap * 2 : 64;
+      struct td_uuid *ni = td_arena_alloc(a, nc * sizeof *ni), *nt = td_arena_alloc(a, nc * sizeof *nt);
+      if (!ni || !nt) {
+        rc = TD_ENOMEM;
+        break;
+      }
+      if (len) {
+        memcpy(ni, ids, len * sizeof *ni);
+        memcpy(nt, tenants, len * sizeof *nt);
+      }
+      ids = ni, tenants = nt, cap = nc;
+    }
+    if (sqlite3_column_bytes(stmt, 0) != 16 || sqlite3_column_bytes(stmt, 1) != 16) continue;
+    memcpy(ids[len].b, sqlite3_column_blob(stmt, 0), 16);
+    memcpy(tenants[len].b, sqlite3_column_blob(stmt, 1), 16);
+    len++;
+  }
+  if (!rc && step != SQLITE_DONE) rc = sq_err(s, step, "active devices");
+  sq_done(s, stmt);
+  if (rc) return rc;
+  *device_ids = ids;
+  *tenant_ids = tenants;
+  *n = len;
+  return 0;
+}
+
 /* ---- timeseries: delete ---- */
 
 static int exec_ek(struct sq *s, const char *sql, const struct td_entity_id *e, int64_t kid, int64_t t1, int64_t t2,

@@ -99,6 +99,7 @@ static const char *const tenant_cascade[] = {
     "DELETE FROM relation WHERE to_id IN (SELECT id FROM device WHERE tenant_id=?1)",
     "DELETE FROM device_credentials WHERE device_id IN (SELECT id FROM device WHERE tenant_id=?1)",
     "DELETE FROM device WHERE tenant_id=?1",
+    "DELETE FROM rpc WHERE tenant_id=?1",
     "DELETE FROM device_profile WHERE tenant_id=?1",
     "DELETE FROM ts_kv WHERE entity_id IN (SELECT id FROM customer WHERE tenant_id=?1)",
     "DELETE FROM ts_kv_latest WHERE entity_id IN (SELECT id FROM customer WHERE tenant_id=?1)",
