@@ -166,13 +166,15 @@ def test_keep_alive_enforced(server, good, level):
         time.sleep(0.5)
         raw.send(mqttlib.PINGREQ)
         assert raw.read() == (13, 0, b"")
-    # then stops: closed after 1.5 s (+ timer slack), v5 with DISCONNECT 0x8D
+    # then stops: closed after 1.5 s (+ timer slack), v5 with DISCONNECT 0x8D. Never
+    # before (the lower bound); that it closes at all is the enforcement, so the
+    # wait for it is generous rather than a timing assertion.
     t0 = time.monotonic()
     if level == 5:
-        assert mqttlib.disconnect_reason(raw, timeout=6) == 0x8D
-    assert raw.closed(timeout=6)
+        assert mqttlib.disconnect_reason(raw, timeout=15) == 0x8D
+    assert raw.closed(timeout=15)
     waited = time.monotonic() - t0
-    assert 1.3 <= waited <= 4.0, waited
+    assert waited >= 1.3, waited
     still_publishing(good)
 
 
