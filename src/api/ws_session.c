@@ -237,25 +237,23 @@ static bool sess_dead(const struct ws_sess *s) {
   return __atomic_load_n(&s->closed, __ATOMIC_ACQUIRE) || __atomic_load_n(&s->overflow, __ATOMIC_ACQUIRE);
 }
 
+/* post_formatted: post the update in b (formatting status rc) unless an
+ * entity-data update turned out to carry nothing (any false); frees b. */
+static void post_formatted(struct ws_sub *sub, struct td_buf *b, int rc, bool any) {
+  if (rc || any) post_update(sub, b, rc);
+  td_buf_deinit(b);
+}
+
 /* Publisher thread, registry lock held (subs.h). */
 static void reg_on_ts(struct td_sub *r, const struct td_ts_point *pts, size_t n) {
   struct ws_sub *sub = r->user;
   if (sess_dead(sub->sess)) return;
   struct td_buf b;
   td_buf_init(&b, 0);
-  int rc;
-  if (sub->type == WS_CMD_EDQ) {
-    bool any;
-    rc = ws_fmt_edq_ts(&b, sub->cmd_id, &r->entity, &sub->live, pts, n, sub->allowed, &any);
-    if (!rc && !any) {
-      td_buf_deinit(&b);
-      return;
-    }
-  } else {
-    rc = ws_fmt_ts(&b, sub->cmd_id, pts, n);
-  }
-  post_update(sub, &b, rc);
-  td_buf_deinit(&b);
+  bool any = true;
+  int rc = sub->type == WS_CMD_EDQ ? ws_fmt_edq_ts(&b, sub->cmd_id, &r->entity, &sub->live, pts, n, sub->allowed, &any)
+                                   : ws_fmt_ts(&b, sub->cmd_id, pts, n);
+  post_formatted(sub, &b, rc, any);
 }
 
 /* Publisher thread, registry lock held. Deleted attributes are sent as
@@ -266,13 +264,9 @@ static void reg_on_attrs(struct td_sub *r, int scope, const struct td_kv *kvs, s
   struct td_buf b;
   td_buf_init(&b, 0);
   int rc;
+  bool any = true;
   if (sub->type == WS_CMD_EDQ) {
-    bool any;
     rc = ws_fmt_edq_attrs(&b, sub->cmd_id, &r->entity, &sub->live, scope, kvs, n, ts, deleted, sub->allowed, &any);
-    if (!rc && !any) {
-      td_buf_deinit(&b);
-      return;
-    }
   } else {
     struct td_ts_point stack[32];
     struct td_ts_point *p = n <= 32 ? stack : malloc(n * sizeof *p);
@@ -292,8 +286,7 @@ static void reg_on_attrs(struct td_sub *r, int scope, const struct td_kv *kvs, s
     rc = ws_fmt_ts(&b, sub->cmd_id, p, n);
     if (p != stack) free(p);
   }
-  post_update(sub, &b, rc);
-  td_buf_deinit(&b);
+  post_formatted(sub, &b, rc, any);
 }
 
 /* ---- subscriptions (loop) ---- */
