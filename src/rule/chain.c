@@ -129,6 +129,12 @@ void td_rule_tell_success(struct td_rule_ctx *ctx, struct td_msg *msg) {
   route(ctx->priv, msg, l, 1, NULL);
 }
 
+bool td_rule_require_device(struct td_rule_ctx *ctx, struct td_msg *msg) {
+  if (msg->originator.type == TD_ENTITY_DEVICE) return true;
+  td_rule_tell_failure(ctx, msg, "Message originator is not a device entity!");
+  return false;
+}
+
 void td_rule_tell_failure(struct td_rule_ctx *ctx, struct td_msg *msg, const char *reason) {
   static const char *const l[] = {TD_RULE_FAILURE};
   route(ctx->priv, msg, l, 1, reason);

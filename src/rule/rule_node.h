@@ -19,6 +19,7 @@
  * later, from any thread; the routing then happens on the node's actor. */
 #ifndef TD_RULE_RULE_NODE_H
 #define TD_RULE_RULE_NODE_H
+#include <stdbool.h>
 #include <jansson.h>
 #include <stddef.h>
 #include "msg/msg.h"
@@ -73,6 +74,10 @@ void td_rule_tell_success(struct td_rule_ctx *ctx, struct td_msg *msg);
 /* td_rule_tell_failure: route along "Failure"; without such a connection the
  * queue message is marked failed and `reason` (no payload bytes!) is logged. */
 void td_rule_tell_failure(struct td_rule_ctx *ctx, struct td_msg *msg, const char *reason);
+/* td_rule_require_device: true if msg's originator is a device; otherwise
+ * fails msg with ThingsBoard's "Message originator is not a device entity!"
+ * (the nodes that talk to a device) and returns false. */
+bool td_rule_require_device(struct td_rule_ctx *ctx, struct td_msg *msg);
 
 /* td_rule_async_begin: inside on_msg, take over the current branch for a
  * completion that happens later. The handle keeps a reference to msg.

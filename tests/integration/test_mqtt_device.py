@@ -201,8 +201,7 @@ def test_subscription_whitelist(server):
     finally:
         d.close()
     raw = Raw(server)
-    raw.send(mqttlib.p_connect("c5", tok, level=5))
-    assert raw.read()[0] == 2
+    raw.connect(tok, level=5, client_id="c5")
     raw.send(mqttlib.p_subscribe(3, [("v1/devices/+/telemetry", 1), ("v2/a", 1)], level=5))
     t, _, body = raw.read()
     assert t == 9 and body[:2] == b"\x00\x03"
@@ -213,8 +212,7 @@ def test_subscription_whitelist(server):
 def test_unknown_topic(server):
     did, tok = server.new_device()
     raw = Raw(server)
-    raw.send(mqttlib.p_connect("c5", tok, level=5))
-    assert raw.read()[0] == 2
+    raw.connect(tok, level=5, client_id="c5")
     raw.send(mqttlib.p_publish("not/a/topic", "{}", qos=1, pid=9, level=5))
     t, _, body = raw.read()
     assert t == 4 and body[:2] == b"\x00\x09" and body[2] == 0x90
@@ -234,8 +232,7 @@ def test_unknown_topic(server):
 def test_bad_payload(server):
     _, tok = server.new_device()
     raw = Raw(server)
-    raw.send(mqttlib.p_connect("c5", tok, level=5))
-    assert raw.read()[0] == 2
+    raw.connect(tok, level=5, client_id="c5")
     raw.send(mqttlib.p_publish("v1/devices/me/telemetry", "{not json", qos=1, pid=4, level=5))
     t, _, body = raw.read()
     assert t == 4 and body[2] == 0x99

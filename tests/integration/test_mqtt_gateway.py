@@ -94,8 +94,7 @@ def test_gateway_downlink(server):
 def test_gateway_topics_need_a_gateway(server):
     _, tok = server.new_device()
     raw = Raw(server)
-    raw.send(mqttlib.p_connect("ng", tok, level=5))
-    assert raw.read()[0] == 2
+    raw.connect(tok, level=5, client_id="ng")
     raw.send(mqttlib.p_publish("v1/gateway/telemetry", '{"x":[{"a":1}]}', qos=1, pid=2, level=5))
     t, _, body = raw.read()
     assert t == 4 and body[2] == 0x90
@@ -105,8 +104,7 @@ def test_gateway_topics_need_a_gateway(server):
 def test_gateway_bad_payload(server):
     _, tok = new_gateway(server)
     raw = Raw(server)
-    raw.send(mqttlib.p_connect("gb", tok, level=5))
-    assert raw.read()[0] == 2
+    raw.connect(tok, level=5, client_id="gb")
     raw.send(mqttlib.p_publish("v1/gateway/telemetry", '{"dev":{"not":"an array"}}', qos=1, pid=2, level=5))
     t, _, body = raw.read()
     assert t == 4 and body[2] == 0x99

@@ -53,10 +53,7 @@ static int init(json_t *configuration, void **state, char *err, size_t errlen) {
 
 static void on_msg(struct td_rule_ctx *ctx, struct td_msg *msg) {
   struct cfg *c = ctx->state;
-  if (msg->originator.type != TD_ENTITY_DEVICE) {
-    td_rule_tell_failure(ctx, msg, "Message originator is not a device entity!");
-    return;
-  }
+  if (!td_rule_require_device(ctx, msg)) return;
   const char *rid = td_msg_md_get(msg, c->request_key);
   const char *sid = td_msg_md_get(msg, c->session_key);
   char *end = NULL;

@@ -20,6 +20,7 @@
 #include "base/err.h"
 #include "base/loop.h"
 #include "transport/http/http.h"
+#include "http_test_server.h"
 
 static struct td_loop loop;
 static struct td_http_router *rt;
@@ -163,11 +164,6 @@ static struct resp request(const char *raw) {
   return r;
 }
 
-static bool is_closed(int fd) {
-  char c;
-  return recv(fd, &c, 1, 0) == 0;
-}
-
 /* ---- setup ---- */
 
 static int setup(void **st) {
@@ -180,21 +176,12 @@ static int setup(void **st) {
   td_http_route(rt, TD_HTTP_POST, "/big", h_body, NULL, 0);
   td_http_route(rt, TD_HTTP_GET, "/later", h_later, NULL, 0);
   td_http_route(rt, TD_HTTP_GET, "/slow", h_slow, NULL, 0);
-  struct td_http_server_config cfg = {.bind_address = "127.0.0.1", .port = 0, .max_body = 100,
-                                      .max_header_bytes = 1024, .max_connections = 100, .idle_timeout_ms = 30000};
-  assert_int_equal(td_http_server_start(&cfg, rt, &loop, 1, &srv), 0);
-  port = td_http_server_port(srv);
-  assert_true(port > 0);
-  assert_int_equal(td_loop_start(&loop), 0);
+  http_test_start(&loop, rt, 1024, &srv, &port);
   return 0;
 }
 
 static int teardown(void **st) {
-  td_http_server_stop_accepting(srv);
-  td_loop_stop(&loop);
-  td_http_server_free(srv);
-  td_http_router_free(rt);
-  td_loop_deinit(&loop);
+  http_test_stop(&loop, rt, srv);
   return 0;
 }
 
@@ -253,7 +240,7 @@ static void test_keepalive_and_pipelining(void **st) {
   assert_int_equal(read_resp(fd, &r), 0);
   assert_int_equal(r.status, 200);
   assert_non_null(strstr(r.headers, "Connection: close\r\n"));
-  assert_true(is_closed(fd));
+  assert_true(http_test_peer_closed(fd));
   close(fd);
 }
 
@@ -266,7 +253,7 @@ static void test_limits(void **st) {
   assert_int_equal(read_resp(fd, &r), 0);
   assert_int_equal(r.status, 413);
   assert_non_null(strstr(r.body, "\"status\":413"));
-  assert_true(is_closed(fd));
+  assert_true(http_test_peer_closed(fd));
   close(fd);
   /* exactly the limit is fine; the default limit applies to routes without their own */
   r = request("POST /body HTTP/1.1\r\nContent-Length: 16\r\n\r\n0123456789abcdef");
@@ -286,7 +273,7 @@ static void test_limits(void **st) {
   send_all(fd, "BLAH\r\n\r\n", 8);
   assert_int_equal(read_resp(fd, &r), 0);
   assert_int_equal(r.status, 400);
-  assert_true(is_closed(fd));
+  assert_true(http_test_peer_closed(fd));
   close(fd);
 }
 

@@ -24,6 +24,7 @@
 #include "base/loop.h"
 #include "transport/http/http.h"
 #include "transport/http/ws.h"
+#include "http_test_server.h"
 #include "transport/http/ws_int.h"
 
 /* =========================== codec =========================== */
@@ -607,31 +608,18 @@ static int close_code_of(const struct rframe *f) {
   return f->len >= 2 ? (uint8_t)f->data[0] << 8 | (uint8_t)f->data[1] : TD_WS_CLOSE_NO_STATUS;
 }
 
-static bool is_eof(int fd) {
-  char c;
-  return recv(fd, &c, 1, 0) == 0;
-}
-
 static int setup(void **st) {
   assert_int_equal(td_loop_init(&loop, 0), 0);
   rt = td_http_router_new();
   td_http_route(rt, TD_HTTP_GET, "/ws", h_ws, (void *)&cfg_small, 0);
   td_http_route(rt, TD_HTTP_GET, "/wsping", h_ws, (void *)&cfg_ping, 0);
   td_http_route(rt, TD_HTTP_GET, "/plain", h_plain, NULL, 0);
-  struct td_http_server_config cfg = {.bind_address = "127.0.0.1", .port = 0, .max_body = 100,
-                                      .max_header_bytes = 4096, .max_connections = 100, .idle_timeout_ms = 30000};
-  assert_int_equal(td_http_server_start(&cfg, rt, &loop, 1, &srv), 0);
-  port = td_http_server_port(srv);
-  assert_int_equal(td_loop_start(&loop), 0);
+  http_test_start(&loop, rt, 4096, &srv, &port);
   return 0;
 }
 
 static int teardown(void **st) {
-  td_http_server_stop_accepting(srv);
-  td_loop_stop(&loop);
-  td_http_server_free(srv);
-  td_http_router_free(rt);
-  td_loop_deinit(&loop);
+  http_test_stop(&loop, rt, srv);
   return 0;
 }
 
@@ -665,7 +653,7 @@ static void test_e2e_echo(void **st) {
   ws_send(fd, TD_WS_OP_CLOSE, true, cp, cl);
   assert_int_equal(ws_recv(fd, &f), 0);
   assert_int_equal(close_code_of(&f), 4001);
-  assert_true(is_eof(fd));
+  assert_true(http_test_peer_closed(fd));
   close(fd);
   wait_closed(c0 + 1);
   assert_int_equal(last_close_code, 4001);
@@ -683,7 +671,7 @@ static void test_e2e_pipelined_frames(void **st) {
   assert_string_equal(f.data, "early");
   assert_int_equal(ws_recv(fd, &f), 0);
   assert_int_equal(close_code_of(&f), TD_WS_CLOSE_NO_STATUS); /* an empty close is echoed empty */
-  assert_true(is_eof(fd));
+  assert_true(http_test_peer_closed(fd));
   close(fd);
   wait_closed(c0 + 1);
   assert_int_equal(last_close_code, TD_WS_CLOSE_NO_STATUS);
@@ -700,7 +688,7 @@ static void test_e2e_server_close(void **st) {
   /* the server waits for our close (messages still arriving are dropped) */
   ws_send(fd, TD_WS_OP_TEXT, true, "ignored", 7);
   ws_send(fd, TD_WS_OP_CLOSE, true, "\x03\xe8", 2);
-  assert_true(is_eof(fd));
+  assert_true(http_test_peer_closed(fd));
   close(fd);
   wait_closed(c0 + 1);
   assert_int_equal(last_close_code, 1000);
@@ -714,7 +702,7 @@ static void expect_close(const void *bytes, size_t n, int code) {
   send_all(fd, bytes, n);
   assert_int_equal(ws_recv(fd, &f), 0);
   assert_int_equal(close_code_of(&f), code);
-  assert_true(is_eof(fd));
+  assert_true(http_test_peer_closed(fd));
   close(fd);
   wait_closed(c0 + 1);
   assert_int_equal(last_close_code, code);
@@ -769,7 +757,7 @@ static void test_e2e_queue_limit(void **st) {
   assert_int_equal(close_code_of(&f), 1008);
   assert_string_equal(f.data + 2, "Max pending updates limit reached!");
   ws_send(fd, TD_WS_OP_CLOSE, true, "\x03\xf0", 2);
-  assert_true(is_eof(fd));
+  assert_true(http_test_peer_closed(fd));
   close(fd);
   wait_closed(c0 + 1);
   assert_int_equal(last_close_code, 1008);
@@ -794,7 +782,7 @@ static void test_e2e_server_ping(void **st) {
   do assert_int_equal(ws_recv(fd, &f), 0);
   while (f.op == TD_WS_OP_PING);
   assert_int_equal(close_code_of(&f), TD_WS_CLOSE_GOING_AWAY);
-  assert_true(is_eof(fd));
+  assert_true(http_test_peer_closed(fd));
   close(fd);
   wait_closed(c0 + 1);
   assert_int_equal(last_close_code, TD_WS_CLOSE_GOING_AWAY);
@@ -856,7 +844,7 @@ static void test_e2e_upgrade_on_plain_route(void **st) {
   assert_non_null(strstr(head, "Connection: close\r\n"));
   char body[8];
   assert_int_equal(recv_n(fd, body, 5), 0);
-  assert_true(is_eof(fd));
+  assert_true(http_test_peer_closed(fd));
   close(fd);
   /* the server still serves */
   fd = connect_srv(port);
@@ -895,7 +883,7 @@ static void test_e2e_shutdown(void **st) {
   int b = ws_open_at(p2, "/ws", NULL, NULL, 0);
   /* max_connections counts WebSockets: a third connection is closed */
   int d = connect_srv(p2);
-  assert_true(is_eof(d));
+  assert_true(http_test_peer_closed(d));
   close(d);
   td_http_server_stop_accepting(s2);
   int fds[2] = {a, b};
@@ -903,7 +891,7 @@ static void test_e2e_shutdown(void **st) {
     assert_int_equal(ws_recv(fds[i], &f), 0);
     assert_int_equal(close_code_of(&f), TD_WS_CLOSE_GOING_AWAY);
     assert_string_equal(f.data + 2, "server is shutting down");
-    assert_true(is_eof(fds[i]));
+    assert_true(http_test_peer_closed(fds[i]));
     close(fds[i]);
   }
   wait_closed(c0 + 2);
