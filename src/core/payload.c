@@ -137,7 +137,7 @@ static int decode_string(struct sc *s, const char *b, const char *e, const char 
     case 'r': o[n++] = '\r'; break;
     case 't': o[n++] = '\t'; break;
     case 'u': {
-      unsigned cp;
+      unsigned cp = 0; /* hex4 was checked by the scanner; 0 keeps -O3 from seeing a path without it */
       hex4(p, e, &cp);
       p += 4;
       if (cp >= 0xD800 && cp < 0xDC00) {

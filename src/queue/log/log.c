@@ -5,11 +5,15 @@
  *    room in the in-flight window and queue a request for the writer;
  *  - the writer thread does group commit: it takes every request queued since
  *    its last write (up to max_batch_bytes), writes them with writev, hands
- *    the messages (in memory, in order) to the consumer thread, calls
- *    fdatasync once, then each request's done(arg, 0): producers hear
- *    "durable" only after the sync, the rule engine does not wait for it. It
- *    also persists the committed offset every 100 ms when it changed (never
- *    past what is synced) and deletes segments wholly below it;
+ *    the messages (in memory, in order) to the consumer thread and the
+ *    acknowledgements to the syncer thread; it never waits for the disk;
+ *  - the syncer thread calls fdatasync once for everything written since its
+ *    last one, then each request's done(arg, 0): producers hear "durable" only
+ *    after the sync, the rule engine does not wait for it. A segment the
+ *    writer has left is synced and closed here too, and the directory entry of
+ *    a new one is synced before any acknowledgement of a record in it;
+ *  - the keeper thread persists the committed offset every 100 ms when it
+ *    changed (never past what is synced) and deletes segments wholly below it;
  *  - the consumer thread first replays, from the segment files, every record
  *    at or after the committed offset that was there at open (at-least-once
  *    after a crash), then delivers live messages.
@@ -38,7 +42,6 @@
 #include "base/err.h"
 #include "base/hash.h"
 #include "base/log.h"
-#include "base/time.h"
 #include "queue/log/log_int.h"
 #include "queue/queue.h"
 
@@ -82,12 +85,19 @@ struct qlog {
   /* writer thread only */
   int fd;
   uint64_t seg_base, seg_size, next_offset;
-  struct qlog_seg *segs;       /* live segment files, sorted; last = current */
+  int dir_pending;             /* the current segment's directory entry is not synced yet */
+  struct qlog_seg *segs;       /* live segment files, sorted; last = current (kmu) */
   size_t nsegs, segs_cap;
-  uint64_t persisted;
   uint64_t durable_end;        /* offsets below it are fdatasync'ed (smu) */
   int broken;                  /* an fdatasync failed: produce refused from then on (mu) */
-  int64_t last_persist_ms;
+
+  /* keeper thread (kmu): the persisted offset and old segments, off the
+   * writer's path (saving the offset costs two syncs) */
+  pthread_mutex_t kmu;
+  pthread_cond_t kcond;
+  int kstop, keeper_started;
+  uint64_t persisted;
+  pthread_t keeper;
 
   /* consumer */
   td_queue_consume_fn fn;
@@ -103,16 +113,19 @@ struct qlog {
   pthread_mutex_t smu;
   pthread_cond_t scond;
   struct synced *sync_head, *sync_tail; /* written, waiting for the sync */
-  int syncing, sstop, sync_fd;
+  int syncing, sstop;
   pthread_t syncer;
   int syncer_started;
 };
 
-/* The acknowledgements of one written batch, in produce order. */
+/* The acknowledgements of requests written to one file, in produce order. */
 struct ack { td_queue_done_fn done; void *arg; int status; };
 struct synced {
   struct synced *next;
-  uint64_t end;                /* next_offset after the batch */
+  uint64_t end;                /* next_offset after the requests */
+  int fd;                      /* the segment they were written to */
+  uint8_t retire;              /* the writer has left fd: close it after its sync */
+  uint8_t dir;                 /* sync the directory too (fd is a new segment) */
   size_t n;
   struct ack acks[];
 };
@@ -248,7 +261,10 @@ static int seg_push(struct qlog *q, uint64_t base) {
   return 0;
 }
 
-/* Start a new segment file at next_offset (the old one is already synced). */
+/* Start a new segment file at next_offset. The old fd stays open (the caller
+ * hands it to the syncer); the new directory entry is synced by the syncer
+ * before the first acknowledgement of a record in it (dir_pending). On error
+ * nothing changes. */
 static int roll(struct qlog *q) {
   char path[4096];
   qlog_seg_path(path, sizeof path, q->dir, q->next_offset);
@@ -257,9 +273,11 @@ static int roll(struct qlog *q) {
     td_log(TD_LOG_ERROR, "queue", "action=roll segment=%s errno=%d", path, errno);
     return TD_EIO;
   }
-  if (seg_push(q, q->next_offset)) { close(fd); return TD_ENOMEM; }
-  if (q->fsync) qlog_fsync_dir(q->dir);
-  if (q->fd >= 0) close(q->fd);
+  pthread_mutex_lock(&q->kmu);
+  int rc = seg_push(q, q->next_offset);
+  pthread_mutex_unlock(&q->kmu);
+  if (rc) { close(fd); return rc; }
+  q->dir_pending = q->fsync;
   q->fd = fd;
   q->seg_base = q->next_offset;
   q->seg_size = 0;
@@ -287,9 +305,9 @@ static int write_all(int fd, struct iovec *iov, int cnt) {
 }
 
 /* Write requests [from, to) into the current segment with one writev per
- * BATCH_IOV requests, then (sync) one fdatasync. On error the segment is cut
- * back. */
-static int flush_group(struct qlog *q, struct preq *from, struct preq *to, uint64_t bytes, int sync) {
+ * BATCH_IOV requests (no sync: that is the syncer's). On error the segment is
+ * cut back. */
+static int flush_group(struct qlog *q, struct preq *from, struct preq *to, uint64_t bytes) {
   struct iovec iov[BATCH_IOV];
   int rc = 0, cnt = 0;
   for (struct preq *r = from; r != to && !rc; r = r->next) {
@@ -300,7 +318,6 @@ static int flush_group(struct qlog *q, struct preq *from, struct preq *to, uint6
       cnt = 0;
     }
   }
-  if (!rc && sync && q->fsync && fdatasync(q->fd) < 0) rc = TD_EIO;
   if (rc) {
     td_log(TD_LOG_ERROR, "queue", "action=write dir=%s errno=%d", q->dir, errno);
     /* Cut the partial write off so the next batch follows the last good record
@@ -314,7 +331,7 @@ static int flush_group(struct qlog *q, struct preq *from, struct preq *to, uint6
 }
 
 /* sync_drain: wait until the syncer has nothing pending (writer thread, before
- * the fd it syncs changes, or before it acknowledges anything itself). */
+ * it acknowledges anything itself). */
 static void sync_drain(struct qlog *q) {
   pthread_mutex_lock(&q->smu);
   while (q->sync_head || q->syncing) pthread_cond_wait(&q->scond, &q->smu);
@@ -331,31 +348,55 @@ static void mark_broken(struct qlog *q) {
   pthread_mutex_unlock(&q->mu);
 }
 
-/* syncer_main: one fdatasync for everything written since the last one, then
- * its acknowledgements (in order). */
+/* sync_file: make what was written to fd durable (and, with dir, its
+ * directory entry); with retire, close fd afterwards. 0 or TD_EIO. */
+static int sync_file(struct qlog *q, int fd, int dir, int retire) {
+  int rc = 0;
+  if (q->fsync && (fdatasync(fd) < 0 || (dir && qlog_fsync_dir(q->dir)))) rc = TD_EIO;
+  if (rc) mark_broken(q);
+  if (retire) close(fd);
+  return rc;
+}
+
+static void ack_all(const struct synced *e, int rc) {
+  for (size_t i = 0; i < e->n; i++) e->acks[i].done(e->acks[i].arg, e->acks[i].status ? e->acks[i].status : rc);
+}
+
+/* syncer_main: one fdatasync per file for everything written since the last
+ * round, then their acknowledgements, in order. */
 static void *syncer_main(void *arg) {
   struct qlog *q = arg;
   pthread_mutex_lock(&q->smu);
   for (;;) {
     while (!q->sync_head && !q->sstop) pthread_cond_wait(&q->scond, &q->smu);
-    struct synced *list = q->sync_head;
-    if (!list) break; /* stop, nothing left */
+    struct synced *e = q->sync_head;
+    if (!e) break; /* stop, nothing left */
     q->sync_head = q->sync_tail = NULL;
     q->syncing = 1;
-    int fd = q->sync_fd;
     pthread_mutex_unlock(&q->smu);
-    int rc = q->fsync && fdatasync(fd) < 0 ? TD_EIO : 0;
-    if (rc) mark_broken(q);
     uint64_t end = 0;
-    for (struct synced *b = list; b;) {
-      struct synced *next = b->next;
-      for (size_t i = 0; i < b->n; i++) b->acks[i].done(b->acks[i].arg, b->acks[i].status ? b->acks[i].status : rc);
-      end = b->end;
-      free(b);
-      b = next;
+    int failed = 0;
+    while (e) {
+      /* the run of entries written to the same file (a retired file ends it) */
+      struct synced *last = e;
+      int dir = e->dir;
+      while (!last->retire && last->next && last->next->fd == e->fd) {
+        last = last->next;
+        dir |= last->dir;
+      }
+      int rc = sync_file(q, e->fd, dir, last->retire);
+      failed |= rc != 0;
+      struct synced *stop = last->next;
+      while (e != stop) {
+        struct synced *next = e->next;
+        ack_all(e, rc);
+        if (!failed) end = e->end;
+        free(e);
+        e = next;
+      }
     }
     pthread_mutex_lock(&q->smu);
-    if (!rc) q->durable_end = end;
+    if (end) q->durable_end = end;
     q->syncing = 0;
     pthread_cond_broadcast(&q->scond);
   }
@@ -363,6 +404,42 @@ static void *syncer_main(void *arg) {
   return NULL;
 }
 
+/* queue_sync: hand the acknowledgements of requests [from, to), written to fd
+ * and ending at offset end, to the syncer (retire: the writer has left fd;
+ * dir: fd is a new segment). The callbacks are copied: the consumer may free
+ * a request as soon as it has it. */
+static void queue_sync(struct qlog *q, struct preq *from, struct preq *to, int fd, int retire, int dir,
+                       uint64_t end) {
+  size_t n = 0;
+  for (struct preq *r = from; r != to; r = r->next) n++;
+  struct synced *sy = malloc(sizeof *sy + n * sizeof sy->acks[0]);
+  if (!sy) { /* no memory: sync and acknowledge here, in order after the syncer's */
+    sync_drain(q);
+    int rc = sync_file(q, fd, dir, retire);
+    for (struct preq *r = from; r != to; r = r->next) r->done(r->arg, r->status ? r->status : rc);
+    pthread_mutex_lock(&q->smu);
+    if (!rc) q->durable_end = end;
+    pthread_mutex_unlock(&q->smu);
+    return;
+  }
+  *sy = (struct synced){.end = end, .fd = fd, .retire = (uint8_t)retire, .dir = (uint8_t)dir};
+  for (struct preq *r = from; r != to; r = r->next) sy->acks[sy->n++] = (struct ack){r->done, r->arg, r->status};
+  pthread_mutex_lock(&q->smu);
+  if (q->sync_tail) q->sync_tail->next = sy; else q->sync_head = sy;
+  q->sync_tail = sy;
+  pthread_cond_signal(&q->scond);
+  pthread_mutex_unlock(&q->smu);
+}
+
+/* write_batch: write the requests (rolling to a new segment at the size
+ * limit), hand their acknowledgements to the syncer and the messages to the
+ * consumer. The records are written (page cache), not yet synced, when the
+ * consumer gets them: a device hears "stored" only once they are (architecture
+ * invariant 1), while the rule engine (and a WebSocket subscriber) never waits
+ * for the disk, and the next batch is written while this one syncs. After a
+ * crash before the sync the device has no ack and sends again; the persisted
+ * consumer offset never passes durable_end (housekeeping), so no offset is
+ * skipped. */
 static void write_batch(struct qlog *q, struct preq *batch) {
   struct preq *group = batch;
   uint64_t group_bytes = 0, group_first = q->next_offset;
@@ -370,50 +447,29 @@ static void write_batch(struct qlog *q, struct preq *batch) {
   struct preq *r = batch;
   for (; r && !rc; r = r->next) {
     if (q->seg_size + group_bytes >= q->segment_bytes && q->seg_size + group_bytes > 0) {
-      /* the segment is left for good: sync it before its fd is closed (and
-       * let the syncer finish with that fd first) */
-      sync_drain(q);
-      if (group != r && (rc = flush_group(q, group, r, group_bytes, 1))) break;
+      /* the segment is left for good: the syncer syncs and closes it */
+      if (group != r && (rc = flush_group(q, group, r, group_bytes))) break;
+      int old = q->fd;
+      rc = roll(q);
+      queue_sync(q, group, r, old, !rc, 0, q->next_offset);
       group = r;
       group_bytes = 0;
       group_first = q->next_offset;
-      if ((rc = roll(q))) break;
+      if (rc) break;
     }
     r->first = q->next_offset;
     q->next_offset += r->n;
     group_bytes += r->enc.len;
   }
-  if (!rc && group) rc = flush_group(q, group, NULL, group_bytes, 0);
+  if (!rc && group) rc = flush_group(q, group, NULL, group_bytes);
   if (rc) {
     /* The failed group and everything after it did not become durable. */
     q->next_offset = group_first;
     for (struct preq *f = group; f; f = f->next) f->status = TD_EIO;
   }
-  /* The records are written (page cache), not yet synced. The consumer gets
-   * them now, and the syncer thread does the fdatasync and then the
-   * producers' acknowledgements: a device hears "stored" only once it is
-   * (architecture invariant 1), while the rule engine (and a WebSocket
-   * subscriber) never waits for the disk, and the next batch is written while
-   * this one syncs. After a crash before the sync the device has no ack and
-   * sends again; the persisted consumer offset never passes durable_end
-   * (housekeeping), so no offset is skipped. The callbacks are copied first:
-   * the consumer may free a request as soon as it has it. */
-  size_t nreq = 0;
-  for (r = batch; r; r = r->next) nreq++;
-  struct synced *sy = malloc(sizeof *sy + nreq * sizeof sy->acks[0]);
-  if (sy) {
-    sy->next = NULL;
-    sy->end = q->next_offset;
-    sy->n = 0;
-    for (r = batch; r; r = r->next) sy->acks[sy->n++] = (struct ack){r->done, r->arg, r->status};
-  } else { /* no memory: sync and acknowledge here, in order after the syncer's */
-    sync_drain(q);
-    int sync_rc = q->fsync && fdatasync(q->fd) < 0 ? TD_EIO : 0;
-    if (sync_rc) mark_broken(q);
-    for (r = batch; r; r = r->next) r->done(r->arg, r->status ? r->status : sync_rc);
-    pthread_mutex_lock(&q->smu);
-    if (!sync_rc) q->durable_end = q->next_offset;
-    pthread_mutex_unlock(&q->smu);
+  if (group) {
+    queue_sync(q, group, NULL, q->fd, 0, q->dir_pending, q->next_offset);
+    q->dir_pending = 0;
   }
   for (r = batch; r; r = r->next) td_buf_deinit(&r->enc);
   pthread_mutex_lock(&q->mu);
@@ -434,21 +490,11 @@ static void write_batch(struct qlog *q, struct preq *batch) {
   }
   pthread_cond_broadcast(&q->ccond);
   pthread_mutex_unlock(&q->mu);
-  if (sy) {
-    pthread_mutex_lock(&q->smu);
-    q->sync_fd = q->fd;
-    if (q->sync_tail) q->sync_tail->next = sy; else q->sync_head = sy;
-    q->sync_tail = sy;
-    pthread_cond_signal(&q->scond);
-    pthread_mutex_unlock(&q->smu);
-  }
 }
 
-/* Persist the committed offset (if changed) and delete segments wholly below it. */
-static void housekeeping(struct qlog *q, int force) {
-  int64_t now = td_mono_ms();
-  if (!force && now - q->last_persist_ms < PERSIST_EVERY_MS) return;
-  q->last_persist_ms = now;
+/* housekeeping: persist the committed offset (if changed) and delete the
+ * segments wholly below it. Keeper thread (or close, after it stopped). */
+static void housekeeping(struct qlog *q) {
   pthread_mutex_lock(&q->mu);
   uint64_t c = q->committed;
   pthread_mutex_unlock(&q->mu);
@@ -458,30 +504,61 @@ static void housekeeping(struct qlog *q, int force) {
   if (c == q->persisted) return;
   if (qlog_offset_save(q->dir, c, q->fsync)) return;
   q->persisted = c;
+  /* The writer only appends to segs (roll), so the first entries stay put
+   * while their files are unlinked outside the lock. */
+  pthread_mutex_lock(&q->kmu);
+  size_t n = 0;
+  while (n + 1 < q->nsegs && q->segs[n + 1].base <= c) n++;
+  uint64_t base[64];
+  if (n > 64) n = 64; /* the rest next time */
+  for (size_t i = 0; i < n; i++) base[i] = q->segs[i].base;
+  pthread_mutex_unlock(&q->kmu);
   size_t drop = 0;
-  while (drop + 1 < q->nsegs && q->segs[drop + 1].base <= c) {
+  for (; drop < n; drop++) {
     char path[4096];
-    qlog_seg_path(path, sizeof path, q->dir, q->segs[drop].base);
+    qlog_seg_path(path, sizeof path, q->dir, base[drop]);
     if (unlink(path) < 0 && errno != ENOENT) break;
-    drop++;
   }
-  if (drop) {
-    memmove(q->segs, q->segs + drop, (q->nsegs - drop) * sizeof *q->segs);
-    q->nsegs -= drop;
+  if (!drop) return;
+  pthread_mutex_lock(&q->kmu);
+  memmove(q->segs, q->segs + drop, (q->nsegs - drop) * sizeof *q->segs);
+  q->nsegs -= drop;
+  pthread_mutex_unlock(&q->kmu);
+}
+
+static void *keeper_main(void *arg) {
+  struct qlog *q = arg;
+  pthread_mutex_lock(&q->kmu);
+  while (!q->kstop) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += PERSIST_EVERY_MS * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+    pthread_cond_timedwait(&q->kcond, &q->kmu, &ts);
+    if (q->kstop) break;
+    pthread_mutex_unlock(&q->kmu);
+    housekeeping(q);
+    pthread_mutex_lock(&q->kmu);
   }
+  pthread_mutex_unlock(&q->kmu);
+  return NULL;
+}
+
+static void keeper_stop(struct qlog *q) {
+  if (!q->keeper_started) return;
+  pthread_mutex_lock(&q->kmu);
+  q->kstop = 1;
+  pthread_cond_signal(&q->kcond);
+  pthread_mutex_unlock(&q->kmu);
+  pthread_join(q->keeper, NULL);
+  q->keeper_started = 0;
 }
 
 static void *writer_main(void *arg) {
   struct qlog *q = arg;
   pthread_mutex_lock(&q->mu);
   for (;;) {
-    if (!q->pend_head && !q->closed) {
-      struct timespec ts;
-      clock_gettime(CLOCK_MONOTONIC, &ts);
-      ts.tv_nsec += PERSIST_EVERY_MS * 1000000L;
-      if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-      pthread_cond_timedwait(&q->wcond, &q->mu, &ts);
-    }
+    while (!q->pend_head && !q->closed) pthread_cond_wait(&q->wcond, &q->mu);
     /* Group commit: everything queued since the last write, up to max_batch_bytes. */
     struct preq *batch = q->pend_head, *last = NULL;
     size_t bytes = 0;
@@ -500,7 +577,6 @@ static void *writer_main(void *arg) {
     int done = q->closed && !q->pend_head;
     pthread_mutex_unlock(&q->mu);
     if (batch) write_batch(q, batch);
-    housekeeping(q, 0);
     if (done) break;
     pthread_mutex_lock(&q->mu);
   }
@@ -638,6 +714,7 @@ static void log_stats(struct td_queue *tq, uint64_t *produced, uint64_t *acked, 
 }
 
 static void qlog_free(struct qlog *q) {
+  keeper_stop(q);
   if (q->syncer_started) { /* open failed after the syncer started */
     pthread_mutex_lock(&q->smu);
     q->sstop = 1;
@@ -647,6 +724,8 @@ static void qlog_free(struct qlog *q) {
   }
   pthread_mutex_destroy(&q->smu);
   pthread_cond_destroy(&q->scond);
+  pthread_mutex_destroy(&q->kmu);
+  pthread_cond_destroy(&q->kcond);
   if (q->fd >= 0) close(q->fd);
   free(q->bits);
   free(q->segs);
@@ -685,7 +764,8 @@ static void log_close(struct td_queue *tq) {
     preq_free(r, 1);
     r = next;
   }
-  housekeeping(q, 1);
+  keeper_stop(q);
+  housekeeping(q);
   qlog_free(q);
 }
 
@@ -739,6 +819,8 @@ static int recover(struct qlog *q) {
     q->next_offset = committed;
     rc = roll(q);
     if (rc) return rc;
+    if (q->fsync && qlog_fsync_dir(q->dir)) return TD_EIO;
+    q->dir_pending = 0;
   }
   uint64_t backlog = end > committed ? end - committed : 0;
   td_log(TD_LOG_INFO, "queue", "action=open dir=%s segments=%zu committed=%" PRIu64 " end=%" PRIu64
@@ -768,7 +850,9 @@ int td_queue_log_open(const struct td_queue_config *cfg, struct td_queue **out) 
   pthread_mutex_init(&q->mu, NULL);
   pthread_mutex_init(&q->smu, NULL);
   pthread_cond_init(&q->scond, NULL);
-  pthread_cond_init(&q->wcond, &ca);
+  pthread_mutex_init(&q->kmu, NULL);
+  pthread_cond_init(&q->kcond, &ca);
+  pthread_cond_init(&q->wcond, NULL);
   pthread_cond_init(&q->ccond, NULL);
   pthread_condattr_destroy(&ca);
   q->dir = strdup(cfg->dir);
@@ -776,9 +860,12 @@ int td_queue_log_open(const struct td_queue_config *cfg, struct td_queue **out) 
   int rc = (!q->dir || !q->bits) ? TD_ENOMEM : recover(q);
   if (!rc) q->durable_end = q->next_offset; /* what recovery found is on disk */
   if (!rc) {
-    q->last_persist_ms = td_mono_ms();
     if (pthread_create(&q->syncer, NULL, syncer_main, q)) rc = TD_ENOMEM;
     else q->syncer_started = 1;
+  }
+  if (!rc) {
+    if (pthread_create(&q->keeper, NULL, keeper_main, q)) rc = TD_ENOMEM;
+    else q->keeper_started = 1;
   }
   if (!rc && pthread_create(&q->writer, NULL, writer_main, q)) rc = TD_ENOMEM;
   if (rc) {

@@ -174,7 +174,7 @@ out:;
 
 int sq_rule_chain_metadata_get(struct td_store *st, const struct td_uuid *chain_id, json_t **out) {
   struct sq *s = sq_of(st);
-  int64_t version;
+  int64_t version = 0;
   json_t *meta;
   int rc = chain_meta_row(s, chain_id, &version, &meta);
   if (rc) return rc;

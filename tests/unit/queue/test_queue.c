@@ -422,6 +422,56 @@ static void test_segments_roll_and_delete(void **st) {
   sink_deinit(&s);
 }
 
+/* With fsync on, the syncer syncs and closes every segment the writer leaves
+ * and syncs the directory entry of each new one: acknowledgements still come
+ * in produce order and all succeed, no file descriptor is left open after
+ * close, and a reopen replays every record across the segments. */
+static atomic_int order_next, order_bad;
+static void done_in_order(void *arg, int status) {
+  int i = (int)(intptr_t)arg;
+  if (status != 0 || atomic_fetch_add(&order_next, 1) != i) atomic_fetch_add(&order_bad, 1);
+  done_fn(NULL, status);
+}
+
+static int count_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  assert_non_null(d);
+  int n = 0;
+  while (readdir(d)) n++;
+  closedir(d);
+  return n;
+}
+
+static void test_segments_roll_with_fsync(void **st) {
+  (void)st;
+  enum { N = 300 };
+  atomic_store(&order_next, 0);
+  atomic_store(&order_bad, 0);
+  int fds0 = count_fds();
+  struct td_queue *q = open_q(1000, 2048, 1);
+  for (int i = 0; i < N; i++) {
+    struct td_msg *m = mk("{\"v\":1234567890}");
+    assert_int_equal(td_queue_produce(q, &m, 1, done_in_order, (void *)(intptr_t)i), 0);
+    td_msg_unref(m);
+  }
+  wait_done(N);
+  assert_int_equal(atomic_load(&order_bad), 0);
+  assert_true(count_segments() > 5);
+  td_queue_close(q);
+  assert_int_equal(count_fds(), fds0);
+
+  q = open_q(1000, 2048, 1);
+  static struct sink s;
+  sink_init(&s);
+  s.q = q;
+  s.auto_ack = 1;
+  assert_int_equal(td_queue_consume(q, sink_fn, &s), 0);
+  sink_wait(&s, N);
+  for (size_t i = 0; i < N; i++) assert_int_equal(s.tokens[i], i);
+  td_queue_close(q);
+  sink_deinit(&s);
+}
+
 static void test_rate_with_fsync(void **st) {
   (void)st;
   enum { THREADS = 4, PER = 1000, N = THREADS * PER };
@@ -450,6 +500,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_torn_tail_flipped, setup, teardown),
     cmocka_unit_test_setup_teardown(test_full_window, setup, teardown),
     cmocka_unit_test_setup_teardown(test_segments_roll_and_delete, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_segments_roll_with_fsync, setup, teardown),
     cmocka_unit_test_setup_teardown(test_rate_with_fsync, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
