@@ -30,12 +30,14 @@ bench_cpu_s() {
     echo 0
 }
 
-# bench_thread_cpu PID: "tid cpu_seconds" for every thread of PID.
+# bench_thread_cpu PID: "name/tid cpu_seconds" for every thread of PID (thingsd
+# names its threads: td-io-0, td-actor, td-qwrite, ...; spaces become _).
 bench_thread_cpu() {
-  local hz t
+  local hz t name
   hz=$(getconf CLK_TCK)
   for t in /proc/"$1"/task/*; do
-    awk -v hz="$hz" -v tid="${t##*/}" '{ sub(/^.*\) /, ""); printf "%s %.2f\n", tid, ($12 + $13) / hz }' \
+    name=$(tr ' ' _ <"$t/comm" 2>/dev/null) || continue
+    awk -v hz="$hz" -v tid="$name/${t##*/}" '{ sub(/^.*\) /, ""); printf "%s %.2f\n", tid, ($12 + $13) / hz }' \
       "$t/stat" 2>/dev/null
   done
 }

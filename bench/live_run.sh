@@ -259,12 +259,12 @@ def cpu(r):
         return "n/a"
 
 def threads(r):
-    """the busiest server threads during the run: 'tid: s'"""
+    """the busiest server threads during the run: 'name s' (the tid is dropped)"""
     try:
         t0 = dict(l.split() for l in text("ws_%s.threads0" % r).splitlines())
         t1 = dict(l.split() for l in text("ws_%s.threads1" % r).splitlines())
         d = sorted(((float(v) - float(t0.get(k, 0)), k) for k, v in t1.items()), reverse=True)
-        return ", ".join("%.1f" % s for s, _ in d[:6] if s >= 0.05) or "n/a"
+        return ", ".join("%s %.1f" % (k.rsplit("/", 1)[0], s) for s, k in d[:6] if s >= 0.05) or "n/a"
     except Exception:
         return "n/a"
 

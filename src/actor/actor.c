@@ -26,6 +26,7 @@
 #include "base/assert.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "base/thread.h"
 #include "base/time.h"
 
 struct td_actor {
@@ -202,6 +203,7 @@ static void run_turn(struct td_actor_system *s, struct td_actor *a) {
 
 static void *dispatcher_main(void *arg) {
   struct td_actor_system *s = arg;
+  td_thread_name("td-actor", -1);
   pthread_mutex_lock(&s->rq_mu);
   for (;;) {
     while (!s->rq_head && !s->rq_stop) pthread_cond_wait(&s->rq_cv, &s->rq_mu);
@@ -252,6 +254,7 @@ static struct timer heap_pop(struct td_actor_system *s) {
 
 static void *timer_main(void *arg) {
   struct td_actor_system *s = arg;
+  td_thread_name("td-timer", -1);
   pthread_mutex_lock(&s->tm_mu);
   while (!s->tm_stop) {
     if (!s->nheap) {

@@ -84,6 +84,7 @@ static const struct key keys[] = {
   {"queue.partitions", "TB_QUEUE_PARTITIONS", K_INT, F(queue_partitions), "12", "queue partitions (hash of the originator)"},
   {"queue.max_inflight", "TD_QUEUE_MAX_INFLIGHT", K_INT, F(queue_max_inflight), "100000", "messages accepted but not yet processed; past it devices get back-pressure (HTTP 503)"},
   {"queue.fsync", "TD_QUEUE_FSYNC", K_BOOL, F(queue_fsync), "true", "fdatasync the queue log before acknowledging (never turn off in production)"},
+  {"queue.fsync_interval_us", "TD_QUEUE_FSYNC_INTERVAL_US", K_I64, F(queue_fsync_interval_us), "2000", "at most one queue fdatasync per this many microseconds; messages written meanwhile share it (fewer syncs: less CPU and disk work, up to this much more acknowledgement latency); 0 = sync again as soon as the last sync ends"},
   {"state.defaultInactivityTimeoutInSec", "DEFAULT_INACTIVITY_TIMEOUT", K_I64, F(state_default_inactivity_timeout_s), "600", "a device without activity for this long becomes inactive (s); per device: SERVER_SCOPE attribute inactivityTimeout (ms)"},
   {"state.check_interval_ms", "TD_STATE_CHECK_INTERVAL_MS", K_I64, F(state_check_interval_ms), "1000", "how often devices are checked for inactivity (ms; ThingsBoard's defaultStateCheckIntervalInSec is 60 s)"},
   {"state.persist_interval_ms", "TD_STATE_PERSIST_INTERVAL_MS", K_I64, F(state_persist_interval_ms), "1000", "device state changes (active, lastActivityTime, ...) are written at most once per device per this many ms"},

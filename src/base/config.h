@@ -79,6 +79,7 @@ struct td_config {
   int queue_partitions;
   int queue_max_inflight;
   bool queue_fsync;
+  int64_t queue_fsync_interval_us;
   /* device state service (src/core/device_state.h) */
   int64_t state_default_inactivity_timeout_s;
   int64_t state_check_interval_ms;

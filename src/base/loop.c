@@ -1,6 +1,7 @@
 /* loop.c — I/O threads with a task inbox (loop.h). */
 #include "base/loop.h"
 #include "base/err.h"
+#include "base/thread.h"
 
 #include <stdatomic.h>
 
@@ -38,6 +39,7 @@ int td_loop_init(struct td_loop *l, int index) {
 
 static void loop_main(void *arg) {
   struct td_loop *l = arg;
+  td_thread_name("td-io", l->index);
   uv_run(&l->uv, UV_RUN_DEFAULT);
 }
 

@@ -32,6 +32,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/task.h"
+#include "base/thread.h"
 #include "base/time.h"
 #include "core/ctx.h"
 #include "core/subs.h"
@@ -842,6 +843,7 @@ void td_device_state_run(struct td_device_state *ds, int64_t now, bool force_flu
 
 static void *thread_main(void *arg) {
   struct td_device_state *ds = arg;
+  td_thread_name("td-state", -1);
   pthread_mutex_lock(&ds->mu);
   while (!ds->stopping) {
     ds->wake = false;

@@ -26,9 +26,11 @@ struct td_queue_config {
   size_t max_batch_bytes;    /* group commit: largest write per fdatasync (default 4 MiB) */
   size_t segment_bytes;      /* log: roll to a new segment file past this (default 64 MiB) */
   int fsync;                 /* 1 (default): fdatasync before acknowledging; 0 only for benchmarks of the ceiling */
+  int64_t fsync_interval_us; /* log: at most one fdatasync per this many µs; what is written meanwhile shares
+                                the next one (0: sync again as soon as the last sync ends) */
 };
 
-/* Called once, on the queue's writer thread, when all messages of one
+/* Called once, on the queue's syncer thread, when all messages of one
  * td_queue_produce call are durable (status 0) or have failed (status < 0).
  * Must not block: typically it posts a task to an I/O loop. */
 typedef void (*td_queue_done_fn)(void *arg, int status);

@@ -110,7 +110,8 @@ static int start(struct server *s, bool demo) {
                                   .max_delay_ms = cfg->writer_max_delay_ms};
   if ((rc = td_writer_new(&scfg, &wcfg, &ctx->writer))) return rc;
   struct td_queue_config qcfg = {.type = cfg->queue_type, .dir = s->queue_dir, .partitions = cfg->queue_partitions,
-                                 .max_inflight = (size_t)cfg->queue_max_inflight, .fsync = cfg->queue_fsync};
+                                 .max_inflight = (size_t)cfg->queue_max_inflight, .fsync = cfg->queue_fsync,
+                                 .fsync_interval_us = cfg->queue_fsync_interval_us};
   if (mkdir_p(s->queue_dir)) return TD_EIO;
   if ((rc = td_queue_open(&qcfg, &ctx->queue))) {
     td_log(TD_LOG_ERROR, "server", "action=\"opening queue\" dir=%s err=%s", s->queue_dir, td_errname(rc));

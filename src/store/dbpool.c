@@ -13,6 +13,7 @@
 
 #include "base/err.h"
 #include "base/log.h"
+#include "base/thread.h"
 
 struct worker {
   struct td_dbpool *pool;
@@ -39,6 +40,7 @@ static void job_done_task(struct td_task *t) {
 static void *worker_main(void *arg) {
   struct worker *w = arg;
   struct td_dbpool *p = w->pool;
+  td_thread_name("td-db", (int)(w - p->workers));
   for (;;) {
     pthread_mutex_lock(&p->mu);
     while (!p->head && !p->closing) pthread_cond_wait(&p->cv, &p->mu);

@@ -16,6 +16,7 @@
 
 #include "base/err.h"
 #include "base/log.h"
+#include "base/thread.h"
 #include "base/time.h"
 
 struct td_writer {
@@ -118,6 +119,7 @@ static void linger(struct td_writer *w) {
 
 static void *writer_main(void *arg) {
   struct td_writer *w = arg;
+  td_thread_name("td-dbwrite", -1);
   for (;;) {
     pthread_mutex_lock(&w->mu);
     while (!w->head && !w->closing) pthread_cond_wait(&w->cv, &w->mu);

@@ -472,6 +472,32 @@ static void test_segments_roll_with_fsync(void **st) {
   sink_deinit(&s);
 }
 
+/* A sync held for its interval (fsync_interval_us) is done at close, not
+ * after the interval: with an interval of days, close still returns and every
+ * produce is acknowledged as durable; a reopen replays them all. */
+static void test_close_flushes_held_sync(void **st) {
+  (void)st;
+  enum { N = 50 };
+  struct td_queue_config cfg = {.type = "log", .dir = tmpdir, .max_inflight = 1000, .fsync = 1,
+                                .fsync_interval_us = (int64_t)1000000 * 86400 * 30};
+  struct td_queue *q = NULL;
+  assert_int_equal(td_queue_open(&cfg, &q), 0);
+  for (int i = 0; i < N; i++) produce_one(q, "{\"v\":1}");
+  td_queue_close(q);
+  assert_int_equal(atomic_load(&done_ok), N);
+  assert_int_equal(atomic_load(&done_err), 0);
+
+  q = open_q(1000, 0, 1);
+  static struct sink s;
+  sink_init(&s);
+  s.q = q;
+  s.auto_ack = 1;
+  assert_int_equal(td_queue_consume(q, sink_fn, &s), 0);
+  sink_wait(&s, N);
+  td_queue_close(q);
+  sink_deinit(&s);
+}
+
 static void test_rate_with_fsync(void **st) {
   (void)st;
   enum { THREADS = 4, PER = 1000, N = THREADS * PER };
@@ -501,6 +527,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_full_window, setup, teardown),
     cmocka_unit_test_setup_teardown(test_segments_roll_and_delete, setup, teardown),
     cmocka_unit_test_setup_teardown(test_segments_roll_with_fsync, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_close_flushes_held_sync, setup, teardown),
     cmocka_unit_test_setup_teardown(test_rate_with_fsync, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
