@@ -27,7 +27,7 @@
 #      BENCH_TMP=/tmp (parent of the work and data dir; /dev/shm takes the disk out)
 # thingsd inherits the environment, so its own variables work for diagnostic runs, e.g.
 # TD_QUEUE_FSYNC=false (no fdatasync before the queue hands a message on); the report
-# names BENCH_TMP and TD_QUEUE_FSYNC when they are set.
+# names BENCH_TMP, TD_QUEUE_FSYNC and TD_QUEUE_FSYNC_INTERVAL_US when they are set.
 set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -294,7 +294,7 @@ cmd = ("DEVICES=%s SUBSCRIBERS=%s RATES=\"%s\" DURATION=%s DRAIN=%s QOS=%s THREA
        "RPC_RATE=%s RPC_DURATION=%s PERF=%s %sbench/live_run.sh" % (
            e["DEVICES"], e["SUBSCRIBERS"], e["RATES"], e["DURATION"], e["DRAIN"], e["QOS"], e["THREADS"],
            e["WS_THREADS"], e["RPC_DEVICES"], e["RPC_RATE"], e["RPC_DURATION"], e["PERF"],
-           "".join("%s=%s " % (k, e[k]) for k in ("BENCH_TMP", "TD_QUEUE_FSYNC") if e.get(k) and
+           "".join("%s=%s " % (k, e[k]) for k in ("BENCH_TMP", "TD_QUEUE_FSYNC", "TD_QUEUE_FSYNC_INTERVAL_US") if e.get(k) and
                    not (k == "BENCH_TMP" and e[k] == "/tmp"))))
 hdr = " | ".join("%s msg/s" % "{:,}".format(int(float(r))) for r in rates)
 L = []
@@ -391,16 +391,18 @@ for r in rates:
         reading.append("at %s msg/s, publish -> PUBACK p50 %s / p99 %s ms against publish -> WebSocket p50 %s / p99 %s ms"
                        % (r, ms(j["ack_p50_us"]), ms(j["ack_p99_us"]), ms(j["lat_p50_us"]), ms(j["lat_p99_us"])))
 L.append("How to read it: the queue hands a message to the rule engine as soon as its group commit is written "
-         "(`writev`), and a separate thread does the `fdatasync` and only then sends the PUBACKs (architecture "
-         "invariant 1: a device hears \"stored\" only once it is); the subscription update is formatted when the "
-         "save-timeseries node hands the points to the writer, not after the SQLite commit. So the WebSocket path "
-         "does not wait for the disk, while the PUBACK does: %s. The WebSocket tail still moves with the disk: a "
-         "slow `fdatasync` releases its PUBACKs in one burst, which the same I/O loops (and the generator's) write "
-         "in front of the WebSocket updates; at QoS 0 (`QOS=0`) there are no PUBACKs. On a shared machine both "
-         "parts also wait for CPU (load average above) and the `fdatasync` waits for whatever else the disk is "
-         "flushing (the probe line above). "
+         "(`writev`); a separate thread does the `fdatasync` (at most one per `queue.fsync_interval_us`, 1 ms by "
+         "default; whatever is written meanwhile shares it) and only then sends the PUBACKs (architecture invariant "
+         "1: a device hears \"stored\" only once it is). Leaving a full segment and saving the consumer offset are "
+         "off the writer thread too, so the writer never waits for the disk. The subscription update is formatted "
+         "when the save-timeseries node hands the points to the writer, not after the SQLite commit, and a "
+         "WebSocket session's updates that arrive while its flush task waits in the loop leave in one write. So "
+         "the WebSocket path does not wait for the disk, while the PUBACK does: %s. On a shared machine both parts "
+         "also wait for CPU (load average above) and the `fdatasync` waits for whatever else the disk is flushing "
+         "(the probe line above). "
          "Diagnostic reruns: `PERF=1` (CPU profile and the server's `fdatasync` times per thread), "
          "`TD_QUEUE_FSYNC=false` (no queue `fdatasync`: shows the cost of durability, never for production), "
+         "`TD_QUEUE_FSYNC_INTERVAL_US=0` (a sync as soon as the last one ends), "
          "`BENCH_TMP=/dev/shm` (data dir on tmpfs: no disk at all).\n" % ("; ".join(reading) or "no split measured"))
 sync = text("perf.sync")
 if sync:

@@ -8,8 +8,10 @@
  * here runs there except the registry callbacks (reg_on_ts, reg_on_attrs),
  * which run on the publisher's thread (rule engine, writer, storage thread).
  * They only read what is fixed while the subscription is registered, format
- * the update and post it to the session's loop as a task. Memory is bounded
- * per session: at most max_queue_messages_per_session such tasks are in
+ * the update and append it to the session's outbox; the first one after a
+ * flush posts the flush task to the session's loop, which sends everything
+ * that has come by then in one write. Memory is bounded
+ * per session: at most max_queue_messages_per_session such updates are in
  * flight (counted atomically), at most max_queue_bytes_per_session of
  * updates are held for subscriptions still waiting for their initial data,
  * and the connection's own send queue (ws.h) has the same limits; past any
@@ -18,8 +20,10 @@
  * (max_subscriptions_per_session) and storage jobs in flight are capped too.
  * The session is reference-counted: the connection, the auth timer, each
  * task and storage job in flight hold a reference, so it outlives them all. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "api/api_int.h"
 #include "api/ws_api_int.h"
@@ -38,6 +42,8 @@
 /* storage jobs one session may have in flight: its share of the pool's
  * queue (database.pool_queue_limit) */
 #define MAX_JOBS_PER_SESSION 1000
+/* updates per write when the flush task finds many */
+#define FLUSH_BATCH 64
 
 enum sub_state { SUB_CHECKING, SUB_PENDING, SUB_LIVE };
 
@@ -50,12 +56,11 @@ struct ws_reg {
   bool added;
 };
 
-/* A formatted update on its way to the loop. */
+/* A formatted update on its way to the client. */
 struct ws_task {
-  struct td_task t;
   struct ws_sess *sess;
   uint64_t uid;
-  struct ws_task *next; /* in a PENDING subscription's queue */
+  struct ws_task *next; /* in the session's outbox, then maybe a PENDING subscription's queue */
   size_t len;
   char text[];
 };
@@ -82,7 +87,7 @@ struct ws_sess {
   struct td_ctx *ctx;
   struct td_loop *loop;
   unsigned refs;     /* __atomic */
-  unsigned inflight; /* __atomic: update tasks posted to the loop, not yet run */
+  unsigned inflight; /* __atomic: updates in the outbox or the flush task's hands */
   int closed;        /* __atomic: publishers stop formatting */
   int overflow;      /* __atomic: the overflow task is posted (once) */
   unsigned id;
@@ -99,6 +104,12 @@ struct ws_sess {
   size_t pend_bytes;     /* updates held for PENDING subscriptions (loop) */
   size_t max_pend_bytes;
   struct td_task overflow_task;
+  /* updates from publishers (any thread), taken by the flush task on the
+   * loop: under load a session's updates leave in one write, not one each */
+  pthread_mutex_t out_mu;
+  struct ws_task *out_head, *out_tail;
+  bool flush_posted; /* out_mu: flush_task is in the loop's inbox */
+  struct td_task flush_task;
 };
 
 static unsigned next_sess_id; /* __atomic */
@@ -107,10 +118,15 @@ static unsigned next_sess_id; /* __atomic */
 
 static void sess_ref(struct ws_sess *s) { __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED); }
 
+static void sess_free(struct ws_sess *s) {
+  pthread_mutex_destroy(&s->out_mu);
+  free(s);
+}
+
 static void sess_unref(struct ws_sess *s) {
   if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0) {
-    TD_ASSERT(!s->subs && !s->ws);
-    free(s);
+    TD_ASSERT(!s->subs && !s->ws && !s->out_head);
+    sess_free(s);
   }
 }
 
@@ -119,10 +135,11 @@ static void sess_close(struct ws_sess *s, int code, const char *reason) {
   if (s->ws) td_ws_close(s->ws, code, reason);
 }
 
-/* send_text: one message to the client; a full send queue ends the session. */
-static void send_text(struct ws_sess *s, const char *text, size_t len) {
+/* send_texts: messages to the client, in one write; a full send queue ends
+ * the session. */
+static void send_texts(struct ws_sess *s, const struct iovec *v, size_t n) {
   if (!s->ws || __atomic_load_n(&s->closed, __ATOMIC_ACQUIRE)) return;
-  int rc = td_ws_send_text(s->ws, text, len);
+  int rc = td_ws_send_texts(s->ws, v, n);
   if (rc == TD_EFULL) {
     td_log_limited(5, TD_LOG_INFO, "ws", "session=%u action=\"sending update\" err=%s close=1008 reason=\"%s\"", s->id,
                    td_errname(rc), MSG_OVERFLOW);
@@ -130,6 +147,11 @@ static void send_text(struct ws_sess *s, const char *text, size_t len) {
   } else if (rc == TD_ENOMEM) {
     sess_close(s, CLOSE_INTERNAL, "Out of memory");
   }
+}
+
+static void send_text(struct ws_sess *s, const char *text, size_t len) {
+  struct iovec v = {.iov_base = (void *)text, .iov_len = len};
+  send_texts(s, &v, 1);
 }
 
 static void send_buf_error(struct ws_sess *s, const struct ws_cmd *c, int code, const char *msg) {
@@ -164,30 +186,58 @@ static struct ws_sub *sub_find(struct ws_sess *s, uint64_t uid) {
   return NULL;
 }
 
-/* Loop: an update arrives. */
-static void task_run(struct td_task *t) {
-  struct ws_task *k = td_container_of(t, struct ws_task, t);
-  struct ws_sess *s = k->sess;
-  struct ws_sub *sub = s->ws ? sub_find(s, k->uid) : NULL;
-  if (sub && sub->state != SUB_LIVE) {
-    /* initial data not sent yet: hold it, in order. The wait can last a
-     * writer commit (database.writer.max_delay_ms), so the bound is in bytes
-     * (max_queue_bytes_per_session), like the send queue's */
-    __atomic_sub_fetch(&s->inflight, 1, __ATOMIC_RELAXED);
-    k->next = NULL;
-    if (sub->pend_tail) sub->pend_tail->next = k;
-    else sub->pend_head = k;
-    sub->pend_tail = k;
-    s->pend_bytes += k->len;
-    if (s->pend_bytes > s->max_pend_bytes && !__atomic_load_n(&s->closed, __ATOMIC_ACQUIRE)) {
-      td_log_limited(5, TD_LOG_INFO, "ws", "session=%u action=\"holding updates for a new subscription\" err=%s "
-                     "close=1008 reason=\"%s\"", s->id, td_errname(TD_EFULL), MSG_OVERFLOW);
-      sess_close(s, CLOSE_POLICY, MSG_OVERFLOW);
-    }
-    return;
+/* hold: the subscription's initial data is not sent yet: keep k, in order.
+ * The wait can last a writer commit (database.writer.max_delay_ms), so the
+ * bound is in bytes (max_queue_bytes_per_session), like the send queue's. */
+static void hold(struct ws_sess *s, struct ws_sub *sub, struct ws_task *k) {
+  __atomic_sub_fetch(&s->inflight, 1, __ATOMIC_RELAXED);
+  k->next = NULL;
+  if (sub->pend_tail) sub->pend_tail->next = k;
+  else sub->pend_head = k;
+  sub->pend_tail = k;
+  s->pend_bytes += k->len;
+  if (s->pend_bytes > s->max_pend_bytes && !__atomic_load_n(&s->closed, __ATOMIC_ACQUIRE)) {
+    td_log_limited(5, TD_LOG_INFO, "ws", "session=%u action=\"holding updates for a new subscription\" err=%s "
+                   "close=1008 reason=\"%s\"", s->id, td_errname(TD_EFULL), MSG_OVERFLOW);
+    sess_close(s, CLOSE_POLICY, MSG_OVERFLOW);
   }
-  if (sub) send_text(s, k->text, k->len);
-  task_free(k);
+}
+
+/* send_batch: the n updates in v / sent, in one write; frees them. */
+static void send_batch(struct ws_sess *s, struct iovec *v, struct ws_task **sent, size_t n) {
+  if (n) send_texts(s, v, n);
+  for (size_t i = 0; i < n; i++) task_free(sent[i]);
+}
+
+/* Loop: the updates appended since the last flush, in order. */
+static void flush_run(struct td_task *t) {
+  struct ws_sess *s = td_container_of(t, struct ws_sess, flush_task);
+  pthread_mutex_lock(&s->out_mu);
+  struct ws_task *k = s->out_head;
+  s->out_head = s->out_tail = NULL;
+  s->flush_posted = false;
+  pthread_mutex_unlock(&s->out_mu);
+  struct iovec v[FLUSH_BATCH];
+  struct ws_task *sent[FLUSH_BATCH];
+  size_t n = 0;
+  for (struct ws_task *next; k; k = next) {
+    next = k->next;
+    struct ws_sub *sub = s->ws ? sub_find(s, k->uid) : NULL;
+    if (!sub) {
+      task_free(k);
+    } else if (sub->state != SUB_LIVE) {
+      hold(s, sub, k);
+    } else {
+      v[n] = (struct iovec){.iov_base = k->text, .iov_len = k->len};
+      sent[n++] = k;
+      if (n == FLUSH_BATCH) {
+        send_batch(s, v, sent, n);
+        n = 0;
+      }
+    }
+  }
+  send_batch(s, v, sent, n);
+  sess_unref(s); /* the flush task's */
 }
 
 /* Loop: more updates were produced than the session may have in flight. */
@@ -223,14 +273,23 @@ static void post_update(struct ws_sub *sub, struct td_buf *b, int rc) {
     td_log_limited(1, TD_LOG_WARN, "ws", "session=%u action=\"queueing update\" err=%s", s->id, td_errname(TD_ENOMEM));
     return;
   }
-  k->t.fn = task_run;
   k->sess = s;
   k->uid = sub->uid;
   k->next = NULL;
   k->len = b->len;
   memcpy(k->text, b->data, b->len + 1);
   sess_ref(s);
-  td_loop_post(s->loop, &k->t);
+  pthread_mutex_lock(&s->out_mu);
+  if (s->out_tail) s->out_tail->next = k;
+  else s->out_head = k;
+  s->out_tail = k;
+  bool post = !s->flush_posted;
+  s->flush_posted = true;
+  pthread_mutex_unlock(&s->out_mu);
+  if (post) {
+    sess_ref(s);
+    td_loop_post(s->loop, &s->flush_task);
+  }
 }
 
 static bool sess_dead(const struct ws_sess *s) {
@@ -767,6 +826,8 @@ static void h_ws(struct td_http_req *r) {
   s->max_inflight = cfg->ws_max_queue_messages > 0 ? (unsigned)cfg->ws_max_queue_messages : 1000;
   s->max_pend_bytes = cfg->ws_max_queue_bytes > 0 ? (size_t)cfg->ws_max_queue_bytes : (4u << 20);
   s->overflow_task.fn = overflow_run;
+  s->flush_task.fn = flush_run;
+  pthread_mutex_init(&s->out_mu, NULL);
   /* the token is read before accepting: r is gone afterwards */
   const char *q = td_http_query_get(r, "token");
   char *token = q && *q ? strdup(q) : NULL;
@@ -780,7 +841,7 @@ static void h_ws(struct td_http_req *r) {
   s->ws = td_ws_accept(r, &wc, &ops, s);
   if (!s->ws) {
     free(token);
-    free(s);
+    sess_free(s);
     return;
   }
   if (token) {

@@ -369,8 +369,8 @@ static void ack_all(const struct synced *e, int rc) {
 /* interval_wait: hold the next sync until fsync_interval_us after the start
  * of the last one (smu held), so that everything written meanwhile shares it.
  * Each fdatasync is a few block requests and a cache flush: at 20k msg/s an
- * unpaced syncer ran over 600 of them a second, one per ~30 messages, and
- * their CPU and interrupt cost showed in the latency of everything else
+ * unpaced syncer ran about 650 of them a second, one per ~30 messages, at 12%
+ * of a core, and their cost showed in the latency of everything else
  * (bench/live_run.sh; docs/performance.md). Close does not wait. */
 static void interval_wait(struct qlog *q, int64_t last_us) {
   if (!q->fsync || q->fsync_interval_us <= 0) return;

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/uio.h>
 
 #include "base/assert.h"
 #include "base/buf.h"
@@ -75,6 +76,7 @@ struct wout {
   struct td_ws *ws;
   enum wkind kind;
   size_t len;
+  size_t nmsgs; /* W_TEXT: text messages in data */
   char data[];
 };
 
@@ -121,7 +123,7 @@ static void on_written(uv_write_t *w, int status) {
   enum wkind kind = o->kind;
   ws->out_bytes -= o->len;
   if (kind == W_TEXT) {
-    ws->q_msgs--;
+    ws->q_msgs -= o->nmsgs;
     ws->q_bytes -= o->len;
   }
   free(o);
@@ -139,17 +141,10 @@ static void on_written(uv_write_t *w, int status) {
   update_reading(ws);
 }
 
-/* send_raw: one write of hdr + payload. 0, TD_ENOMEM or TD_ECLOSED (the
- * socket is being closed then). */
-static int send_raw(struct td_ws *ws, enum wkind kind, const void *hdr, size_t hl, const void *payload, size_t len) {
-  if (!ws->conn || ws->sock_closed) return TD_ECLOSED;
-  struct wout *o = malloc(sizeof *o + hl + len);
-  if (!o) return TD_ENOMEM;
-  memcpy(o->data, hdr, hl);
-  if (len) memcpy(o->data + hl, payload, len);
+/* submit: one write of o (filled by the caller; it is freed here or by
+ * on_written). 0 or TD_ECLOSED (the socket is being closed then). */
+static int submit(struct td_ws *ws, struct wout *o) {
   o->ws = ws;
-  o->kind = kind;
-  o->len = hl + len;
   uv_buf_t b = uv_buf_init(o->data, (unsigned)o->len);
   if (uv_write(&o->w, ws->stream, &b, 1, on_written)) {
     free(o);
@@ -157,11 +152,24 @@ static int send_raw(struct td_ws *ws, enum wkind kind, const void *hdr, size_t h
     return TD_ECLOSED;
   }
   ws->out_bytes += o->len;
-  if (kind == W_TEXT) {
-    ws->q_msgs++;
+  if (o->kind == W_TEXT) {
+    ws->q_msgs += o->nmsgs;
     ws->q_bytes += o->len;
   }
   return 0;
+}
+
+/* send_raw: one write of hdr + payload. 0, TD_ENOMEM or TD_ECLOSED. */
+static int send_raw(struct td_ws *ws, enum wkind kind, const void *hdr, size_t hl, const void *payload, size_t len) {
+  if (!ws->conn || ws->sock_closed) return TD_ECLOSED;
+  struct wout *o = malloc(sizeof *o + hl + len);
+  if (!o) return TD_ENOMEM;
+  memcpy(o->data, hdr, hl);
+  if (len) memcpy(o->data + hl, payload, len);
+  o->kind = kind;
+  o->len = hl + len;
+  o->nmsgs = 0;
+  return submit(ws, o);
 }
 
 static int send_frame(struct td_ws *ws, enum wkind kind, int opcode, const void *payload, size_t len) {
@@ -420,17 +428,47 @@ struct td_ws *td_ws_accept(struct td_http_req *r, const struct td_ws_config *cfg
 
 /* ---- application side ---- */
 
-int td_ws_send_text(struct td_ws *ws, const char *data, size_t len) {
-  TD_ASSERT(ws && (data || !len));
+int td_ws_send_texts(struct td_ws *ws, const struct iovec *msgs, size_t n) {
+  TD_ASSERT(ws && (msgs || !n));
   if (!ws->conn || ws->sock_closed || ws->close_sent) return TD_ECLOSED;
-  /* a text frame that is not UTF-8 would make the peer fail the connection */
-  if (len && !td_ws__utf8_valid((const uint8_t *)data, len)) return TD_EINVAL;
+  /* a text frame that is not UTF-8 would make the peer fail the connection:
+   * such a message is left out */
   uint8_t hdr[TD_WS_MAX_HEADER];
-  size_t hl = td_ws__encode_header(hdr, TD_WS_OP_TEXT, true, len, NULL);
-  if (ws->q_msgs >= ws->cfg.max_queued_msgs || ws->q_bytes + hl + len > ws->cfg.max_queued_bytes) return TD_EFULL;
-  int rc = send_raw(ws, W_TEXT, hdr, hl, data, len);
+  size_t total = 0, sent = 0;
+  int bad = 0;
+  for (size_t i = 0; i < n; i++) {
+    TD_ASSERT(msgs[i].iov_base || !msgs[i].iov_len);
+    if (msgs[i].iov_len && !td_ws__utf8_valid(msgs[i].iov_base, msgs[i].iov_len)) {
+      bad = 1;
+      continue;
+    }
+    total += td_ws__encode_header(hdr, TD_WS_OP_TEXT, true, msgs[i].iov_len, NULL) + msgs[i].iov_len;
+    sent++;
+  }
+  if (!sent) return bad ? TD_EINVAL : 0;
+  if (ws->q_msgs + sent > ws->cfg.max_queued_msgs || ws->q_bytes + total > ws->cfg.max_queued_bytes) return TD_EFULL;
+  struct wout *o = malloc(sizeof *o + total);
+  if (!o) return TD_ENOMEM;
+  size_t at = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t len = msgs[i].iov_len;
+    if (bad && len && !td_ws__utf8_valid(msgs[i].iov_base, len)) continue; /* checked again only then */
+    at += td_ws__encode_header((uint8_t *)o->data + at, TD_WS_OP_TEXT, true, len, NULL);
+    if (len) memcpy(o->data + at, msgs[i].iov_base, len);
+    at += len;
+  }
+  TD_ASSERT(at == total);
+  o->kind = W_TEXT;
+  o->len = total;
+  o->nmsgs = sent;
+  int rc = submit(ws, o);
   if (!rc) update_reading(ws);
-  return rc;
+  return rc ? rc : bad ? TD_EINVAL : 0;
+}
+
+int td_ws_send_text(struct td_ws *ws, const char *data, size_t len) {
+  struct iovec v = {.iov_base = (void *)data, .iov_len = len};
+  return td_ws_send_texts(ws, &v, 1);
 }
 
 void td_ws_close(struct td_ws *ws, int code, const char *reason) {

@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include "base/loop.h"
 #include "transport/http/http.h"
 
@@ -57,8 +58,15 @@ struct td_ws *td_ws_accept(struct td_http_req *r, const struct td_ws_config *cfg
                            void *user);
 
 /* td_ws_send_text: queue one text message (copied). 0, TD_EFULL (limits
- * above, nothing queued), TD_ECLOSED (closing) or TD_ENOMEM. Loop thread. */
+ * above, nothing queued), TD_EINVAL (not UTF-8, nothing queued), TD_ECLOSED
+ * (closing) or TD_ENOMEM. Loop thread. */
 int td_ws_send_text(struct td_ws *ws, const char *data, size_t len);
+/* td_ws_send_texts: queue n text messages (copied), in order, as one write:
+ * under load a session's updates leave in one system call instead of one
+ * each. Returns as td_ws_send_text; the limits apply to all n at once (past
+ * them nothing is queued); a message that is not UTF-8 is left out and the
+ * others are queued (TD_EINVAL then). */
+int td_ws_send_texts(struct td_ws *ws, const struct iovec *msgs, size_t n);
 /* td_ws_close: send a close frame with code and reason (<= 123 bytes) after
  * what is queued, then close the socket; on_close follows. Idempotent. */
 void td_ws_close(struct td_ws *ws, int code, const char *reason);

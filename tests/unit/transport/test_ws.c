@@ -444,6 +444,19 @@ static void on_text(struct td_ws *ws, void *user, const char *data, size_t len) 
     pthread_mutex_unlock(&mu);
     return;
   }
+  if (len == 5 && !memcmp(data, "batch", 5)) {
+    /* several messages in one write: the one that is not UTF-8 is left out */
+    struct iovec v[4] = {{"b1", 2}, {"\xff", 1}, {"b2", 2}, {"b3", 2}};
+    size_t q0 = td_ws_queued(ws);
+    CHECK(td_ws_send_texts(ws, v, 4) == TD_EINVAL);
+    CHECK(td_ws_queued(ws) == q0 + 3);
+    /* past max_queued_msgs (5) as a whole: nothing of it is queued */
+    struct iovec w[3] = {{"x", 1}, {"y", 1}, {"z", 1}};
+    CHECK(td_ws_send_texts(ws, w, 3) == TD_EFULL);
+    CHECK(td_ws_queued(ws) == q0 + 3);
+    CHECK(td_ws_send_texts(ws, w, 0) == 0);
+    return;
+  }
   if (len == 5 && !memcmp(data, "close", 5)) {
     td_ws_close(ws, 1000, "bye");
     td_ws_close(ws, 1011, "again"); /* idempotent */
@@ -763,6 +776,30 @@ static void test_e2e_queue_limit(void **st) {
   assert_int_equal(last_close_code, 1008);
 }
 
+static void test_e2e_batch(void **st) {
+  static struct rframe f;
+  int c0 = closed_count();
+  int fd = ws_open("/ws");
+  ws_send(fd, TD_WS_OP_TEXT, true, "batch", 5);
+  const char *want[] = {"b1", "b2", "b3"};
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(ws_recv(fd, &f), 0);
+    assert_int_equal(f.op, TD_WS_OP_TEXT);
+    assert_true(f.fin);
+    assert_string_equal(f.data, want[i]);
+  }
+  /* nothing else was sent: the next frame is the echo of this one */
+  ws_send(fd, TD_WS_OP_TEXT, true, "after", 5);
+  assert_int_equal(ws_recv(fd, &f), 0);
+  assert_string_equal(f.data, "after");
+  ws_send(fd, TD_WS_OP_CLOSE, true, "\x03\xe8", 2);
+  assert_int_equal(ws_recv(fd, &f), 0);
+  assert_int_equal(close_code_of(&f), 1000);
+  assert_true(http_test_peer_closed(fd));
+  close(fd);
+  wait_closed(c0 + 1);
+}
+
 static void test_e2e_server_ping(void **st) {
   static struct rframe f;
   int c0 = closed_count();
@@ -919,7 +956,8 @@ int main(void) {
   const struct CMUnitTest e2e[] = {
       cmocka_unit_test(test_e2e_echo),         cmocka_unit_test(test_e2e_pipelined_frames),
       cmocka_unit_test(test_e2e_server_close), cmocka_unit_test(test_e2e_errors),
-      cmocka_unit_test(test_e2e_queue_limit),  cmocka_unit_test(test_e2e_server_ping),
+      cmocka_unit_test(test_e2e_queue_limit),  cmocka_unit_test(test_e2e_batch),
+      cmocka_unit_test(test_e2e_server_ping),
       cmocka_unit_test(test_e2e_client_drops), cmocka_unit_test(test_e2e_bad_handshakes),
       cmocka_unit_test(test_e2e_upgrade_on_plain_route), cmocka_unit_test(test_e2e_shutdown),
   };
