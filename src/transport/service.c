@@ -22,6 +22,7 @@
 #include "base/log.h"
 #include "base/time.h"
 #include "core/auth.h"
+#include "core/subs.h"
 #include "transport/tls/tls.h"
 #include "queue/queue.h"
 #include "store/store.h"
@@ -654,11 +655,15 @@ static json_t *prov_credentials(json_t *req) {
   return NULL;
 }
 
-/* prov_mark: server attribute provisionState="provisioned". */
-static int prov_mark(struct td_store *st, const struct td_uuid *device_id) {
+/* prov_mark: server attribute provisionState="provisioned". With tenant
+ * (not inside a transaction), subscribers hear about it too. */
+static int prov_mark(struct td_store *st, const struct td_uuid *tenant, const struct td_uuid *device_id) {
   struct td_entity_id e = {.type = TD_ENTITY_DEVICE, .id = *device_id};
   struct td_kv kv = {.key = "provisionState", .type = TD_KV_STRING, .v.s = "provisioned"};
-  return td_store_attributes_save(st, &e, TD_SCOPE_SERVER, &kv, 1, td_now_ms());
+  int64_t ts = td_now_ms();
+  int rc = td_store_attributes_save(st, &e, TD_SCOPE_SERVER, &kv, 1, ts);
+  if (!rc && tenant) td_subs_publish_attrs(tenant, &e, TD_SCOPE_SERVER, &kv, 1, ts);
+  return rc;
 }
 
 /* prov_create: ALLOW_CREATE_NEW_DEVICES. *resp set, or an I/O error. */
@@ -695,7 +700,7 @@ static int prov_create(struct td_store *st, struct td_transport_service *ts, jso
   }
   struct td_uuid did;
   if (rc == 0 && ent_id(d, &did)) rc = TD_EIO;
-  if (rc == 0) rc = prov_mark(st, &did);
+  if (rc == 0) rc = prov_mark(st, NULL, &did); /* a new device: nobody is subscribed yet */
   if (rc == 0) rc = td_store_commit(st);
   if (rc) {
     td_store_rollback(st);
@@ -745,7 +750,7 @@ static int prov_existing(struct td_store *st, json_t *req, json_t *prof, const s
     *resp = json_loads(PROV_FAILURE, 0, NULL);
     goto out;
   }
-  rc = prov_mark(st, &did);
+  rc = prov_mark(st, tenant, &did);
   if (rc == 0) *resp = prov_success(cred);
 out:
   td_arena_deinit(&a);

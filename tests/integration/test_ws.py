@@ -233,6 +233,40 @@ def test_attribute_subscriptions(server):
         ws.close()
 
 
+def test_server_attributes_written_by_transports(server):
+    """provisionState (set by provisioning) and lastConnectedGateway (set when a
+    gateway connects a child) are written by the transports, not by a rule
+    chain: a SERVER_SCOPE subscription hears both."""
+    from test_mqtt_gateway import new_gateway
+    from test_provision import http_provision, make_profile
+    p, key, secret = make_profile(server, "CHECK_PRE_PROVISIONED_DEVICES")
+    name = uniq("pre")
+    pre = server.create_device(name=name, deviceProfileId=p["id"])["id"]["id"]
+    gid, gtok = new_gateway(server)
+    child = uniq("child")
+    cid = server.create_device(name=child)["id"]["id"]
+    ws = Ws(server, jwt(server))
+    try:
+        ws.send({"attrSubCmds": [attr_cmd(1, pre, keys="provisionState", scope="SERVER_SCOPE"),
+                                 attr_cmd(2, cid, keys="lastConnectedGateway", scope="SERVER_SCOPE")]})
+        assert sorted(ws.recv()["subscriptionId"] for _ in range(2)) == [1, 2]  # initial (empty) replies
+        req = {"deviceName": name, "provisionDeviceKey": key, "provisionDeviceSecret": secret}
+        assert http_provision(server, req)["status"] == "SUCCESS"
+        m = ws.recv()
+        assert_update_shape(m, 1)
+        assert list(m["data"]) == ["provisionState"] and m["data"]["provisionState"][0][1] == "provisioned", m
+        g = mqttlib.connect(server, gtok)
+        try:
+            g.pub("v1/gateway/connect", {"device": child})
+            m = ws.recv()
+        finally:
+            g.close()
+        assert_update_shape(m, 2)
+        assert m["data"]["lastConnectedGateway"][0][1] == gid, m
+    finally:
+        ws.close()
+
+
 def test_history_cmd(server):
     did, _ = server.new_device()
     server.ok("POST", attr_url(did, "/timeseries/ANY"), TENANT,

@@ -24,6 +24,7 @@
 #include "base/time.h"
 #include "core/auth.h"
 #include "core/device_state.h"
+#include "core/subs.h"
 #include "transport/mqtt/mqtt_int.h"
 
 #define GW_MAX_CHILDREN 5000
@@ -176,7 +177,9 @@ static void lookup_run(struct td_dbjob *j, struct td_store *st) {
     if (!rc) {
       struct td_entity_id e = {.type = TD_ENTITY_DEVICE, .id = did};
       struct td_kv kv = {.key = "lastConnectedGateway", .type = TD_KV_STRING, .v.s = gw};
-      td_store_attributes_save(st, &e, TD_SCOPE_SERVER, &kv, 1, td_now_ms());
+      int64_t ts = td_now_ms();
+      if (td_store_attributes_save(st, &e, TD_SCOPE_SERVER, &kv, 1, ts) == 0)
+        td_subs_publish_attrs(&w->tenant_id, &e, TD_SCOPE_SERVER, &kv, 1, ts); /* WebSocket subscribers */
     }
     it->status = rc;
   }
