@@ -10,9 +10,16 @@
 
 BENCH_PY=${BENCH_PY:-/usr/bin/python3}
 
-# bench_free_port: print a free TCP port on 127.0.0.1.
+# bench_free_port [PORT...]: print a free TCP port on 127.0.0.1 that is none of the
+# PORTs given (the kernel may hand out the same free port twice in a row, and thingsd
+# refuses to start when two of its listeners would share a port).
 bench_free_port() {
-  $BENCH_PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  $BENCH_PY -c 'import socket, sys
+avoid = set(sys.argv[1:])
+while True:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = str(s.getsockname()[1]); s.close()
+    if p not in avoid:
+        print(p); break' "$@"
 }
 
 # bench_now: wall-clock seconds with fractions.

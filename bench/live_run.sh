@@ -110,7 +110,7 @@ RPC_FAIL=
 WS_PROBE=
 RC=
 HPORT=$(bench_free_port)
-MPORT=$(bench_free_port)
+MPORT=$(bench_free_port "$HPORT")
 BASE=http://127.0.0.1:$HPORT
 bench_start_thingsd "$BIN" "$TMP/data" "$TMP/thingsd.log" "$HPORT" "$MPORT" --demo
 if ! JWT=$(bench_wait_login "$BASE" "$THINGSD_PID" 2>"$TMP/why"); then

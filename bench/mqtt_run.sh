@@ -218,7 +218,7 @@ td_start() {
   local name=$1
   DATA=$TMP/$name-data
   HPORT=$(bench_free_port)
-  TPORT=$(bench_free_port)
+  TPORT=$(bench_free_port "$HPORT")
   bench_start_thingsd "$BIN" "$DATA" "$TMP/$name.thingsd.log" "$HPORT" "$TPORT" --demo
   if ! JWT=$(bench_wait_login "http://127.0.0.1:$HPORT" "$THINGSD_PID" 2>"$TMP/$name.why"); then
     echo "thingsd did not come up: $(cat "$TMP/$name.why"); log: $(tail -3 "$TMP/$name.thingsd.log" | tr '\n' ' ')" \

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -14,7 +15,23 @@
 #include "base/log.h"
 #include "transport/transport.h"
 
-int td_transport_listen_fd(const char *addr, int port, const char *module, int *bound) {
+/* port_taken: is addr:port already listened on (by another process, or by
+ * another of our listeners)? SO_REUSEPORT would let our sockets join such a
+ * port silently, and the kernel would then hand some of the connections to
+ * the other listener; a plain bind (no SO_REUSEPORT) tells. */
+static bool port_taken(const struct sockaddr_storage *ss, int family) {
+  int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false; /* the real bind reports it */
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one); /* TIME_WAIT leftovers are no owner */
+  bool taken = bind(fd, (const struct sockaddr *)ss,
+                    family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6)) < 0 &&
+               errno == EADDRINUSE;
+  close(fd);
+  return taken;
+}
+
+int td_transport_listen_fd(const char *addr, int port, const char *module, bool first, int *bound) {
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
   int family;
@@ -24,6 +41,10 @@ int td_transport_listen_fd(const char *addr, int port, const char *module, int *
   } else {
     if (uv_ip4_addr(addr, port, (struct sockaddr_in *)&ss)) return TD_EINVAL;
     family = AF_INET;
+  }
+  if (first && port != 0 && port_taken(&ss, family)) {
+    td_log(TD_LOG_ERROR, module, "action=bind address=%s port=%d err=\"port already in use\"", addr, port);
+    return TD_EIO;
   }
   int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return TD_EIO;

@@ -85,10 +85,13 @@ int td_http_device_api_register(struct td_http_router *rt, struct td_ctx *ctx);
 
 /* td_transport_listen_fd: a non-blocking TCP socket bound to addr:port with
  * SO_REUSEADDR and SO_REUSEPORT (one per I/O loop, the kernel spreads
- * connections), for uv_tcp_open + uv_listen. *bound = the port actually
- * bound (port 0: an ephemeral one; pass it to the next loops). Returns the fd
- * (caller owns it) or TD_EINVAL (bad address) / TD_EIO (logged under module). */
-int td_transport_listen_fd(const char *addr, int port, const char *module, int *bound);
+ * connections), for uv_tcp_open + uv_listen. first: the listener's first
+ * socket; the port must not be listened on already (another process, or
+ * another of thingsd's listeners: SO_REUSEPORT would share it silently).
+ * *bound = the port actually bound (port 0: an ephemeral one; pass it to the
+ * next loops). Returns the fd (caller owns it) or TD_EINVAL (bad address) /
+ * TD_EIO (logged under module). */
+int td_transport_listen_fd(const char *addr, int port, const char *module, bool first, int *bound);
 
 /* td_transport_payload_opts: the JSON typing options of ctx's configuration. */
 struct td_payload_opts td_transport_payload_opts(const struct td_ctx *ctx);

@@ -40,13 +40,22 @@ ALL_SERVERS = []
 RUN_TMP = tempfile.mkdtemp(prefix="td-it-", dir=os.environ.get("TD_TEST_TMP") or None)
 
 
+_ISSUED_PORTS = set()
+
+
 def free_port():
-    """A TCP port that was free a moment ago (bind to port 0, read it, close)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A TCP port that was free a moment ago (bind to port 0, read it, close)
+    and that this test run has not handed out before: the kernel may give the
+    same port to two calls in a row, and a server's HTTP and MQTT ports must
+    differ (thingsd refuses to start on a port that is already listened on)."""
+    while True:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _ISSUED_PORTS:
+            _ISSUED_PORTS.add(port)
+            return port
 
 
 def wait_until(fn, timeout=20.0, interval=0.05, what="condition"):

@@ -106,3 +106,32 @@ def test_port_zero_disables_listeners(make_server):
     s = make_server(env={"MQTT_BIND_PORT": "0"})
     assert listening_ports(s.proc.pid) == {s.port}
     assert udp_ports(s.proc.pid) == set()
+
+
+def exits_with_port_in_use(s, port):
+    """s started without waiting: it must exit non-zero and say which port is taken."""
+    s.start(wait=False)
+    try:
+        rc = s.proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("thingsd kept running on a port that was taken; log:\n" + s.log_tail())
+    s.proc = None
+    assert rc != 0, s.log_tail()
+    assert 'port=%d err="port already in use"' % port in s.log_tail(), s.log_tail()
+
+
+def test_port_already_listened_on(make_server):
+    """The listeners set SO_REUSEPORT (one socket per I/O loop), which would let
+    a second thingsd, or a second listener of the same one, join a port
+    silently and take some of its connections. Both are refused at start."""
+    a = make_server()
+    # a second server on the first one's HTTP port
+    b = make_server(start=False, env={"HTTP_BIND_PORT": str(a.port)})
+    exits_with_port_in_use(b, a.port)
+    # one server whose MQTT port is its own HTTP port
+    c = make_server(start=False)
+    c.extra_env["MQTT_BIND_PORT"] = str(c.port)
+    exits_with_port_in_use(c, c.port)
+    # the first server still has all its connections
+    assert requests.post(a.base + "/api/auth/login", json={"username": TENANT[0], "password": TENANT[1]},
+                         timeout=10).status_code == 200

@@ -445,8 +445,8 @@ static void on_connection(uv_stream_t *ls, int status) {
 
 /* ---- listeners ---- */
 
-static int listen_on(struct srv_loop *sl, const char *addr, int port, int *bound) {
-  int fd = td_transport_listen_fd(addr, port, "http", bound);
+static int listen_on(struct srv_loop *sl, const char *addr, int port, bool first, int *bound) {
+  int fd = td_transport_listen_fd(addr, port, "http", first, bound);
   if (fd < 0) return fd;
   uv_tcp_init(&sl->loop->uv, &sl->listener);
   sl->listener.data = sl;
@@ -481,7 +481,7 @@ int td_http_server_start(const struct td_http_server_config *cfg, struct td_http
     s->sl[i].srv = s;
     s->sl[i].loop = &loops[i];
     int bound = 0;
-    int rc = listen_on(&s->sl[i], s->bind, port, &bound);
+    int rc = listen_on(&s->sl[i], s->bind, port, i == 0, &bound);
     if (rc) {
       /* the listeners already opened are closed when their loops stop */
       for (int j = 0; j < i; j++) s->sl[j].listening = false;

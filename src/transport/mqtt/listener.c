@@ -295,8 +295,9 @@ static void on_connection(uv_stream_t *ls, int status, bool tls) {
 static void on_plain_conn(uv_stream_t *ls, int status) { on_connection(ls, status, false); }
 static void on_tls_conn(uv_stream_t *ls, int status) { on_connection(ls, status, true); }
 
-static int listen_one(struct mqtt_loop *ml, uv_tcp_t *h, const char *addr, int port, int *bound, uv_connection_cb cb) {
-  int fd = td_transport_listen_fd(addr, port, "mqtt", bound);
+static int listen_one(struct mqtt_loop *ml, uv_tcp_t *h, const char *addr, int port, bool first, int *bound,
+                      uv_connection_cb cb) {
+  int fd = td_transport_listen_fd(addr, port, "mqtt", first, bound);
   if (fd < 0) return fd;
   uv_tcp_init(&ml->loop->uv, h);
   h->data = ml;
@@ -361,12 +362,12 @@ static int mqtt_start(struct td_ctx *ctx, void **state) {
     ml->loop = &ctx->loops[i];
     int bound = 0, rc;
     if (plain) {
-      if ((rc = listen_one(ml, &ml->plain, addr, port, &bound, on_plain_conn))) return rc;
+      if ((rc = listen_one(ml, &ml->plain, addr, port, i == 0, &bound, on_plain_conn))) return rc;
       ml->plain_on = true;
       port = bound;
     }
     if (tls) {
-      if ((rc = listen_one(ml, &ml->tls, addr, sport, &bound, on_tls_conn))) return rc;
+      if ((rc = listen_one(ml, &ml->tls, addr, sport, i == 0, &bound, on_tls_conn))) return rc;
       ml->tls_on = true;
       sport = bound;
     }
