@@ -263,11 +263,7 @@ static void *timer_main(void *arg) {
     }
     int64_t now = td_mono_ms();
     if (s->heap[0].due > now) {
-      struct timespec ts;
-      clock_gettime(CLOCK_MONOTONIC, &ts);
-      int64_t ns = ts.tv_nsec + (s->heap[0].due - now) * 1000000;
-      ts.tv_sec += ns / 1000000000;
-      ts.tv_nsec = ns % 1000000000;
+      struct timespec ts = td_mono_deadline_us((s->heap[0].due - now) * 1000);
       pthread_cond_timedwait(&s->tm_cv, &s->tm_mu, &ts);
       continue;
     }

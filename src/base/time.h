@@ -22,4 +22,15 @@ static inline int64_t td_mono_us(void) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
+
+/* td_mono_deadline_us: the CLOCK_MONOTONIC time us microseconds from now, for
+ * pthread_cond_timedwait on a condition variable set to that clock. */
+static inline struct timespec td_mono_deadline_us(int64_t us) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  int64_t ns = ts.tv_nsec + us * 1000;
+  ts.tv_sec += (time_t)(ns / 1000000000);
+  ts.tv_nsec = (long)(ns % 1000000000);
+  return ts;
+}
 #endif

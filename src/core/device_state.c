@@ -861,14 +861,7 @@ static void *thread_main(void *arg) {
     if (sleep > maxs) sleep = maxs;
     if (sleep < 1) sleep = 1;
     if (!ds->wake && !ds->stopping) {
-      struct timespec ts;
-      clock_gettime(CLOCK_MONOTONIC, &ts);
-      ts.tv_sec += sleep / 1000;
-      ts.tv_nsec += (long)(sleep % 1000) * 1000000L;
-      if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-      }
+      struct timespec ts = td_mono_deadline_us((int64_t)sleep * 1000);
       pthread_cond_timedwait(&ds->cv, &ds->mu, &ts);
     }
   }

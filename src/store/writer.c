@@ -108,11 +108,7 @@ static void linger(struct td_writer *w) {
   while (!w->closing && w->qrows < w->max_rows && !w->nurgent) {
     int64_t now = td_mono_ms();
     if (now >= deadline) break;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t ns = ts.tv_nsec + (deadline - now) * 1000000;
-    ts.tv_sec += ns / 1000000000;
-    ts.tv_nsec = ns % 1000000000;
+    struct timespec ts = td_mono_deadline_us((deadline - now) * 1000);
     pthread_cond_timedwait(&w->cv, &w->mu, &ts);
   }
 }

@@ -378,11 +378,7 @@ static void interval_wait(struct qlog *q, int64_t last_us) {
   while (!q->sstop) {
     int64_t now = td_mono_us();
     if (now >= due) return;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t ns = ts.tv_nsec + (due - now) * 1000;
-    ts.tv_sec += ns / 1000000000;
-    ts.tv_nsec = ns % 1000000000;
+    struct timespec ts = td_mono_deadline_us(due - now);
     pthread_cond_timedwait(&q->scond, &q->smu, &ts);
   }
 }
@@ -563,10 +559,7 @@ static void *keeper_main(void *arg) {
   td_thread_name("td-qkeep", -1);
   pthread_mutex_lock(&q->kmu);
   while (!q->kstop) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_nsec += PERSIST_EVERY_MS * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+    struct timespec ts = td_mono_deadline_us(PERSIST_EVERY_MS * 1000);
     pthread_cond_timedwait(&q->kcond, &q->kmu, &ts);
     if (q->kstop) break;
     pthread_mutex_unlock(&q->kmu);

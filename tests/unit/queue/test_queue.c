@@ -391,29 +391,36 @@ static int count_segments(void) {
   return n;
 }
 
+/* expect_replay: reopen and expect offsets 0..n-1 delivered in
+ * order, acknowledging them. */
+static void expect_replay(size_t segment_bytes, int fsync, size_t n) {
+  struct td_queue *q = open_q(1000, segment_bytes, fsync);
+  static struct sink s;
+  sink_init(&s);
+  s.q = q;
+  s.auto_ack = 1;
+  assert_int_equal(td_queue_consume(q, sink_fn, &s), 0);
+  sink_wait(&s, n);
+  for (size_t i = 0; i < n; i++) assert_int_equal(s.tokens[i], i);
+  td_queue_close(q);
+  sink_deinit(&s);
+}
+
 static void test_segments_roll_and_delete(void **st) {
   (void)st;
   enum { N = 200 };
   struct td_queue *q = open_q(1000, 2048, 0);
-  static struct sink s;
-  sink_init(&s);
   for (int i = 0; i < N; i++) produce_one(q, "{\"v\":1234567890}");
   wait_done(N);
   assert_true(count_segments() > 5);
   td_queue_close(q);
 
   /* Reopen: replay spans all segments */
-  q = open_q(1000, 2048, 0);
-  s.q = q;
-  s.auto_ack = 1;
-  assert_int_equal(td_queue_consume(q, sink_fn, &s), 0);
-  sink_wait(&s, N);
-  for (size_t i = 0; i < N; i++) assert_int_equal(s.tokens[i], i);
-  td_queue_close(q);
+  expect_replay(2048, 0, N);
   assert_true(count_segments() <= 1);
-  sink_deinit(&s);
 
   q = open_q(1000, 2048, 0);
+  static struct sink s;
   sink_init(&s);
   assert_int_equal(td_queue_consume(q, sink_fn, &s), 0);
   expect_nothing_redelivered(q, &s, N);
@@ -460,16 +467,7 @@ static void test_segments_roll_with_fsync(void **st) {
   td_queue_close(q);
   assert_int_equal(count_fds(), fds0);
 
-  q = open_q(1000, 2048, 1);
-  static struct sink s;
-  sink_init(&s);
-  s.q = q;
-  s.auto_ack = 1;
-  assert_int_equal(td_queue_consume(q, sink_fn, &s), 0);
-  sink_wait(&s, N);
-  for (size_t i = 0; i < N; i++) assert_int_equal(s.tokens[i], i);
-  td_queue_close(q);
-  sink_deinit(&s);
+  expect_replay(2048, 1, N);
 }
 
 /* A sync held for its interval (fsync_interval_us) is done at close, not
@@ -487,15 +485,7 @@ static void test_close_flushes_held_sync(void **st) {
   assert_int_equal(atomic_load(&done_ok), N);
   assert_int_equal(atomic_load(&done_err), 0);
 
-  q = open_q(1000, 0, 1);
-  static struct sink s;
-  sink_init(&s);
-  s.q = q;
-  s.auto_ack = 1;
-  assert_int_equal(td_queue_consume(q, sink_fn, &s), 0);
-  sink_wait(&s, N);
-  td_queue_close(q);
-  sink_deinit(&s);
+  expect_replay(0, 1, N);
 }
 
 static void test_rate_with_fsync(void **st) {
