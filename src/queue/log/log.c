@@ -532,26 +532,32 @@ static void housekeeping(struct qlog *q) {
   if (c == q->persisted) return;
   if (qlog_offset_save(q->dir, c, q->fsync)) return;
   q->persisted = c;
-  /* The writer only appends to segs (roll), so the first entries stay put
-   * while their files are unlinked outside the lock. */
-  pthread_mutex_lock(&q->kmu);
-  size_t n = 0;
-  while (n + 1 < q->nsegs && q->segs[n + 1].base <= c) n++;
-  uint64_t base[64];
-  if (n > 64) n = 64; /* the rest next time */
-  for (size_t i = 0; i < n; i++) base[i] = q->segs[i].base;
-  pthread_mutex_unlock(&q->kmu);
-  size_t drop = 0;
-  for (; drop < n; drop++) {
-    char path[4096];
-    qlog_seg_path(path, sizeof path, q->dir, base[drop]);
-    if (unlink(path) < 0 && errno != ENOENT) break;
+  /* The writer only appends to segs (roll, which may move the array), so the
+   * first entries keep their bases: copied under the lock, a chunk at a time,
+   * and their files unlinked outside it. */
+  enum { CHUNK = 64 };
+  for (;;) {
+    uint64_t base[CHUNK];
+    size_t n = 0;
+    pthread_mutex_lock(&q->kmu);
+    while (n < CHUNK && n + 1 < q->nsegs && q->segs[n + 1].base <= c) {
+      base[n] = q->segs[n].base;
+      n++;
+    }
+    pthread_mutex_unlock(&q->kmu);
+    size_t drop = 0;
+    for (; drop < n; drop++) {
+      char path[4096];
+      qlog_seg_path(path, sizeof path, q->dir, base[drop]);
+      if (unlink(path) < 0 && errno != ENOENT) break;
+    }
+    if (!drop) return;
+    pthread_mutex_lock(&q->kmu);
+    memmove(q->segs, q->segs + drop, (q->nsegs - drop) * sizeof *q->segs);
+    q->nsegs -= drop;
+    pthread_mutex_unlock(&q->kmu);
+    if (drop < CHUNK) return; /* all done, or an unlink failed (next time) */
   }
-  if (!drop) return;
-  pthread_mutex_lock(&q->kmu);
-  memmove(q->segs, q->segs + drop, (q->nsegs - drop) * sizeof *q->segs);
-  q->nsegs -= drop;
-  pthread_mutex_unlock(&q->kmu);
 }
 
 static void *keeper_main(void *arg) {

@@ -429,6 +429,20 @@ static void test_segments_roll_and_delete(void **st) {
   sink_deinit(&s);
 }
 
+/* More segments below the committed offset than one deletion pass takes
+ * (64): they all go at once. */
+static void test_many_segments_deleted(void **st) {
+  (void)st;
+  enum { N = 300 };
+  struct td_queue *q = open_q(1000, 200, 0);
+  for (int i = 0; i < N; i++) produce_one(q, "{\"v\":1234567890}");
+  wait_done(N);
+  assert_true(count_segments() > 100);
+  td_queue_close(q);
+  expect_replay(200, 0, N);
+  assert_true(count_segments() <= 1);
+}
+
 /* With fsync on, the syncer syncs and closes every segment the writer leaves
  * and syncs the directory entry of each new one: acknowledgements still come
  * in produce order and all succeed, no file descriptor is left open after
@@ -516,6 +530,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_torn_tail_flipped, setup, teardown),
     cmocka_unit_test_setup_teardown(test_full_window, setup, teardown),
     cmocka_unit_test_setup_teardown(test_segments_roll_and_delete, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_many_segments_deleted, setup, teardown),
     cmocka_unit_test_setup_teardown(test_segments_roll_with_fsync, setup, teardown),
     cmocka_unit_test_setup_teardown(test_close_flushes_held_sync, setup, teardown),
     cmocka_unit_test_setup_teardown(test_rate_with_fsync, setup, teardown),
